@@ -1,0 +1,139 @@
+"""LLaVA-Bench-in-the-Wild: judge messages, review parsing, and the relative-score summary with its quirks."""
+
+import json
+
+import pytest
+
+from tinyllava_bench.metrics.llava_wild import (
+    build_llava_wild_judge_messages,
+    load_judge_spec,
+    parse_llava_review,
+    score,
+)
+from tinyllava_bench.paths import PROTOCOL_DIR
+
+ROW = {
+    "question_id": 0,
+    "question": "What is {odd} here?",
+    "caption": "A dog on a sofa.",
+    "gpt_answer": "A dog.",
+    "category": "conv",
+}
+
+
+@pytest.mark.parametrize(
+    ("review", "official", "lmms"),
+    [
+        ("8 9", [8.0, 9.0], [8.0, 9.0]),
+        ("8,9\nAssistant 1 was vague", [8.0, 9.0], [8.0, 9.0]),
+        ("7.5 8", [7.5, 8.0], [7.5, 8.0]),
+        ("8, 9", [-1.0, -1.0], [8.0, 9.0]),  # official: "8  9" splits into 3 tokens
+        ("7;8", [-1.0, -1.0], [7.0, 8.0]),
+        ("Assistant 1: 8, Assistant 2: 9", [-1.0, -1.0], [1.0, 8.0]),  # lmms-eval takes the first 2 numbers
+        ("\n8 9", [-1.0, -1.0], [8.0, 9.0]),  # lmms-eval strips first
+        ("8", [-1.0, -1.0], [-1.0, -1.0]),
+        ("good bad", [-1.0, -1.0], [-1.0, -1.0]),
+        (None, [-1.0, -1.0], [-1.0, -1.0]),
+    ],
+)
+def test_parse_review(review, official, lmms):
+    assert parse_llava_review(review) == official
+    assert parse_llava_review(review, "lmms-eval") == lmms
+
+
+def test_official_messages_bytes():
+    spec = json.loads((PROTOCOL_DIR / "llava_wild_judge.json").read_text(encoding="utf-8"))
+    rule = spec["rules"]["llava_bench_conv"]["prompt"]
+    messages = build_llava_wild_judge_messages(ROW, "It is a dog {x}.")
+    assert messages[0] == {
+        "role": "system",
+        "content": "You are a helpful and precise assistant for checking the quality of the answer.",
+    }
+    assert messages[1]["role"] == "user"
+    assert messages[1]["content"] == (
+        "[Context]\nA dog on a sofa.\n\n[Question]\nWhat is {odd} here?\n\n"
+        "[Assistant 1]\nA dog.\n\n[End of Assistant 1]\n\n"
+        "[Assistant 2]\nIt is a dog {x}.\n\n[End of Assistant 2]\n\n"
+        f"[System]\n{rule}\n\n"
+    )
+    assert build_llava_wild_judge_messages(ROW, "p", spec) == build_llava_wild_judge_messages(ROW, "p")
+
+
+def test_caption_list_and_bare_rule_table():
+    row = dict(ROW, caption=["line one", "line two"], category="detail")
+    rules = {"llava_bench_detail": {"role": "Judge", "prompt": "Rate them."}}
+    content = build_llava_wild_judge_messages(row, "p", rules)[1]["content"]
+    assert content.startswith("[Context]\nline one\nline two\n\n")
+    assert "[Judge 2]\np\n\n[End of Judge 2]\n\n[System]\nRate them.\n\n" in content
+
+
+def test_lmms_eval_messages_have_no_system_turn_and_tolerate_unknown_categories():
+    official = build_llava_wild_judge_messages(ROW, "p")
+    lmms = build_llava_wild_judge_messages(ROW, "p", protocol="lmms-eval")
+    assert lmms == [official[1]]
+    odd = dict(ROW, category="poetry")
+    with pytest.raises(ValueError, match="no judge rule"):
+        build_llava_wild_judge_messages(odd, "p")
+    content = build_llava_wild_judge_messages(odd, "p", protocol="lmms-eval")[0]["content"]
+    assert content.endswith("[user 2]\np\n\n[End of user 2]\n\n[System]\n\n\n")
+
+
+def test_bundled_spec_is_a_private_copy():
+    spec = load_judge_spec()
+    spec["rules"].clear()
+    assert "llava_bench_conv" in load_judge_spec()["rules"]
+
+
+def _rows(categories):
+    return [dict(ROW, question_id=i, category=c) for i, c in enumerate(categories)]
+
+
+def test_relative_scores_average_failed_reviews_in():
+    rows = _rows(["conv", "conv", "detail", "complex"])
+    judgements = [[8, 6], [10, 9], [9, 9], [-1, -1]]
+    result = score(rows, ["a"] * 4, judgements=judgements)
+    # all: mean ref (8+10+9-1)/4 = 6.5, mean model (6+9+9-1)/4 = 5.75 -> 88.46… -> 88.5
+    assert result.metrics["relative_score"] == 88.5
+    assert result.metrics["reference_score"] == 65.0
+    assert result.metrics["model_score"] == 57.5
+    assert result.metrics["relative_score_conv"] == 83.3
+    assert result.metrics["relative_score_detail"] == 100.0
+    assert result.metrics["relative_score_complex"] == 100.0  # -1 / -1: the failed review's quirk
+    assert result.parsed[0] == [8.0, 6.0]
+    assert result.scores == [6.0, 9.0, 9.0, -1.0]
+    assert result.metrics["unscored"] == 0.0
+
+
+def test_means_are_rounded_to_3_decimals_before_the_ratio():
+    judgements = [[5, 3], [9, 3], [6, 5], [10, 4], [8, 6], [10, 3], [10, 3]]
+    result = score(_rows(["conv"] * 7), ["a"] * 7, judgements=judgements)
+    # means 58/7 -> 8.286 and 27/7 -> 3.857: 3.857 / 8.286 = 46.548… -> 46.5; unrounded means give 46.6
+    assert round(27 / 58 * 100, 1) == 46.6
+    assert result.metrics["relative_score"] == 46.5
+    assert result.metrics["reference_score"] == 82.9
+    assert result.metrics["model_score"] == 38.6
+
+
+def test_failed_judge_calls_are_excluded_and_counted():
+    rows = _rows(["conv", "conv"])
+    result = score(rows, ["a", "b"], judgements=[[8, 4], None])
+    assert result.metrics["relative_score"] == 50.0
+    assert result.metrics["unscored"] == 1.0
+    assert result.scores == [4.0, None]
+
+
+def test_protocols_differ_on_lmms_eval_skip_marker():
+    rows = _rows(["conv", "conv"])
+    judgements = [[8, 4], [-999, 3]]  # lmms-eval drops any pair holding -999 from every mean
+    assert score(rows, ["a", "b"], judgements=judgements).metrics["relative_score"] == pytest.approx(
+        round(round(3.5, 3) / round(-495.5, 3) * 100, 1)
+    )
+    assert score(rows, ["a", "b"], "lmms-eval", judgements).metrics["relative_score"] == 50.0
+
+
+def test_undefined_ratio_and_missing_judgements():
+    assert "relative_score" not in score(_rows(["conv"]), ["a"], judgements=[[0, 5]]).metrics
+    with pytest.raises(ValueError, match="one judge result per row"):
+        score(_rows(["conv"]), ["a"])
+    with pytest.raises(ValueError, match="reference_score, model_score"):
+        score(_rows(["conv"]), ["a"], judgements=[[1, 2, 3]])

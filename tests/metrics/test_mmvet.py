@@ -1,0 +1,112 @@
+"""MM-Vet: judge prompt bytes, judge reply parsing, and aggregation with the official rounding."""
+
+import math
+
+import pytest
+
+from tinyllava_bench.metrics.mmvet import (
+    RETRY_SUFFIX,
+    build_mmvet_judge_message,
+    capabilities_of,
+    fewshot_prompt,
+    parse_mmvet_score,
+    score,
+)
+from tinyllava_bench.paths import PROTOCOL_DIR
+
+
+def test_official_message_bytes():
+    prompt = (PROTOCOL_DIR / "mmvet_judge_fewshot_prompt.txt").read_text(encoding="utf-8")
+    message = build_mmvet_judge_message("What is x?", "-1<AND>-5<OR>3", "x = 3")
+    assert message == prompt + "\nWhat is x? | -1 <AND> -5 <OR> 3 | x = 3 | "
+    assert prompt.endswith("| 1.0\n")  # so the row follows one blank line after the table
+    retry = build_mmvet_judge_message("What is x?", "-1", "x = 3", retry=True)
+    assert retry.endswith(" | x = 3 | \nPredict the correctness of the answer (digit): ")
+    assert RETRY_SUFFIX == "\nPredict the correctness of the answer (digit): "
+
+
+def test_lmms_eval_message_differs():
+    official = fewshot_prompt("official")
+    lmms = fewshot_prompt("lmms-eval")
+    assert "correctness score.\n\nQuestion | Ground truth | Prediction | Correctness\n" in official
+    assert "correctness score.\ngpt_query_prompt | Ground truth | Prediction | Correctness\n" in lmms
+    assert len(lmms) == len(official) + 7
+    message = build_mmvet_judge_message("What is x?", "-1<AND>-5", "x = 3", "lmms-eval")
+    assert message == lmms + "\nWhat is x? | -1 <AND> -5 | x = 3 |"
+    assert build_mmvet_judge_message("q", "a", "p", "lmms-eval", retry=True) == message.replace(
+        "What is x? | -1 <AND> -5 | x = 3 |", "q | a | p |"
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "official", "lmms"),
+    [
+        ("0.5", 0.5, 0.5),
+        ("1.0 because", 1.0, 1.0),
+        ("0.3\n", 0.3, 0.3),
+        ("1e-1", 0.1, 0.1),
+        ("1.5", None, None),
+        ("-0.1", None, None),
+        ("Correct", None, None),
+        ("0.5.", None, None),
+        (" 0.5", None, 0.5),  # official splits before stripping: the first token is ""
+        ("", None, None),
+        (None, None, None),
+    ],
+)
+def test_parse_score(content, official, lmms):
+    assert parse_mmvet_score(content) == official
+    assert parse_mmvet_score(content, "lmms-eval") == lmms
+
+
+def test_official_parse_lets_nan_through():
+    assert math.isnan(parse_mmvet_score("nan"))
+    assert parse_mmvet_score("nan", "lmms-eval") is None
+
+
+def test_capabilities_from_list_or_comma_string():
+    assert capabilities_of({"capability": "rec,ocr, math"}) == ["rec", "ocr", "math"]
+    assert capabilities_of({"capability": ["gen", "know"]}) == ["gen", "know"]
+
+
+def _rows(capabilities):
+    return [{"question_id": f"v1_{i}", "capability": c} for i, c in enumerate(capabilities)]
+
+
+def test_total_and_capabilities_official_rounding():
+    rows = _rows(["rec,ocr", ["rec"], "ocr,math"])
+    result = score(rows, ["a", "b", "c"], judgements=[0.5, 0.0, 0.0])
+    assert result.scores == [0.5, 0.0, 0.0]
+    assert result.metrics["total"] == 16.7  # 16.666… rounded to 1 decimal as the grader does
+    assert result.metrics["rec"] == 25.0
+    assert result.metrics["ocr"] == 25.0
+    assert result.metrics["math"] == 0.0
+    assert "gen" not in result.metrics  # no question has it
+    assert result.metrics["unscored"] == 0.0
+    lmms = score(rows, ["a", "b", "c"], "lmms-eval", [0.5, 0.0, 0.0])
+    assert lmms.metrics["total"] == pytest.approx(50 / 3)
+
+
+def test_official_rounding_is_numpy_rounding():
+    # 0.7 / 200 * 100 = 0.35 (stored just below); Python's round gives 0.3, the grader's numpy gives 0.4
+    rows = _rows(["rec"] * 200)
+    judgements = [0.7] + [0.0] * 199
+    assert round(0.35, 1) == 0.3
+    assert score(rows, ["p"] * 200, judgements=judgements).metrics["total"] == 0.4
+    assert score(rows, ["p"] * 200, "lmms-eval", judgements).metrics["total"] == pytest.approx(0.35)
+
+
+def test_unjudged_samples_are_excluded_and_counted():
+    rows = _rows(["rec", "rec", "ocr"])
+    result = score(rows, ["a", "b", "c"], judgements=[1.0, None, 0.0])
+    assert result.scores == [1.0, None, 0.0]
+    assert result.metrics["total"] == 50.0
+    assert result.metrics["rec"] == 100.0
+    assert result.metrics["unscored"] == 1.0
+
+
+def test_judgements_are_required():
+    with pytest.raises(ValueError, match="one judge score per row"):
+        score(_rows(["rec"]), ["a"])
+    with pytest.raises(ValueError, match="one judge score per row"):
+        score(_rows(["rec"]), ["a"], judgements=[])

@@ -1,0 +1,184 @@
+"""Every LLM family x vision tower loads in every layout with the same logits; export to HF llava round-trips."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from tests.conftest import LLM_FAMILIES, VISION_FAMILIES, make_image
+from tinyllava_bench import load_model
+from tinyllava_bench.errors import UserError
+from tinyllava_bench.models.layouts import detect_layout
+
+QUESTION = "What is the color of the shape?"
+LAYOUTS = ("native", "factory", "factory_split", "legacy", "hf_llava")
+EXPECTED_LAYOUT = {
+    "native": "native",
+    "factory": "factory",
+    "factory_split": "factory",
+    "legacy": "legacy",
+    "hf_llava": "hf_llava",
+}
+
+
+@pytest.mark.parametrize("vision", VISION_FAMILIES)
+@pytest.mark.parametrize("llm", LLM_FAMILIES)
+def test_same_weights_same_logits_in_every_layout(tiny_checkpoints, llm, vision):
+    paths = tiny_checkpoints(llm, vision)
+    image = make_image(31, 20)
+    reference = load_model(str(paths["native"]))
+    expected = reference.prompt_logits(image, QUESTION)
+    assert expected.dtype == torch.float32
+    assert expected.shape[0] == len(reference.prompt_ids(QUESTION)) - 1 + reference.num_image_tokens
+    for layout in LAYOUTS:
+        if layout == "legacy" and llm == "gemma":
+            continue  # TinyLLaVABench had no Gemma class
+        model = load_model(str(paths[layout]))
+        assert model.settings.layout == EXPECTED_LAYOUT[layout]
+        assert model.render_prompt(QUESTION) == reference.render_prompt(QUESTION)
+        logits = model.prompt_logits(image, QUESTION)
+        vocab = expected.shape[1]
+        assert logits.shape[0] == expected.shape[0], layout
+        torch.testing.assert_close(logits[:, :vocab], expected, atol=1e-5, rtol=0, msg=layout)
+
+
+def test_layout_detection(tiny_checkpoints):
+    paths = tiny_checkpoints("phi", "siglip")
+    assert {name: detect_layout(path) for name, path in paths.items()} == EXPECTED_LAYOUT
+
+
+def test_hf_llava_export_runs_in_transformers(tiny_checkpoints):
+    """transformers' own Llava class and processor, on our export, give our logits: serving engines can run it."""
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+    paths = tiny_checkpoints("llama", "clip")
+    ours = load_model(str(paths["native"]))
+    image = make_image(40, 26, seed=3)
+    expected = ours.prompt_logits(image, QUESTION)
+
+    processor = AutoProcessor.from_pretrained(str(paths["hf_llava"]))
+    hf = LlavaForConditionalGeneration.from_pretrained(str(paths["hf_llava"]), dtype=torch.float32).eval()
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": QUESTION}]}]
+    prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
+    assert prompt == ours.render_prompt(QUESTION)
+    inputs = processor(images=image, text=prompt, return_tensors="pt")
+    torch.testing.assert_close(inputs["pixel_values"][0], ours.pixel_values(image), atol=1e-6, rtol=0)
+    with torch.inference_mode():
+        logits = hf(**inputs).logits[0]
+    torch.testing.assert_close(logits[:, : expected.shape[1]], expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("vision", "image_size", "select", "tokens"),
+    [
+        ("siglip", 384, "full", 729),  # legacy SigLIP keeps every patch
+        ("siglip", 384, "patch", 728),  # Factory drops the first token even without a CLS
+        ("clip", 336, "patch", 576),  # CLIP-336 without its CLS
+    ],
+)
+def test_image_token_counts(vision, image_size, select, tokens):
+    from tinyllava_bench.models.tiny import build_tiny_model
+
+    model = build_tiny_model("qwen2", vision, image_size=image_size, vision_select=select, hidden=16)
+    assert model.num_image_tokens == tokens
+    pixels = model.pixel_values(make_image(500, 300))
+    assert tuple(pixels.shape) == (3, image_size, image_size)
+    assert model.encode_images(pixels[None]).shape[1] == tokens
+
+
+def test_overrides_replace_checkpoint_defaults(tiny_checkpoints):
+    paths = tiny_checkpoints("phi", "siglip")
+    legacy = load_model(str(paths["legacy"]))
+    assert (legacy.settings.template, legacy.settings.image_aspect, legacy.num_image_tokens) == (
+        "phi",
+        "pad",
+        4,
+    )
+    model = load_model(str(paths["legacy"]), template="v1", image_aspect="square", vision_select="patch")
+    assert (model.settings.template, model.settings.image_aspect, model.num_image_tokens) == (
+        "v1",
+        "square",
+        3,
+    )
+    assert model.render_prompt("q").endswith("USER: <image>\nq ASSISTANT:")
+
+
+# ----- errors: one clear message each ------------------------------------------------------------------------------
+def test_folder_that_is_no_checkpoint(tmp_path):
+    with pytest.raises(UserError, match="not a checkpoint \\(no config.json\\)"):
+        load_model(str(tmp_path))
+
+
+def test_unknown_layout(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(UserError, match="unknown checkpoint layout \\(config.json model_type 'bert'\\)"):
+        load_model(str(tmp_path))
+
+
+def test_unknown_name():
+    with pytest.raises(UserError, match="no such folder, model-zoo name or hub id"):
+        load_model("./does/not/exist")
+
+
+def _copy(paths, layout, tmp_path):
+    target = tmp_path / layout
+    shutil.copytree(paths[layout], target)
+    return target
+
+
+def test_unsupported_llm_and_remote_code(tiny_checkpoints, tmp_path):
+    folder = _copy(tiny_checkpoints("phi", "siglip"), "factory", tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    config["text_config"]["model_type"] = "openelm"
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(
+        UserError, match="needs code from its hub repository; load it with trust_remote_code=True"
+    ):
+        load_model(str(folder))
+    config["text_config"]["model_type"] = "not_an_llm"
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UserError, match="unsupported LLM type 'not_an_llm'"):
+        load_model(str(folder))
+
+
+def test_missing_tokenizer(tiny_checkpoints, tmp_path):
+    folder = _copy(tiny_checkpoints("phi", "siglip"), "native", tmp_path)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (folder / name).unlink()
+    with pytest.raises(UserError, match="no tokenizer"):
+        load_model(str(folder))
+
+
+def test_missing_and_extra_weights(tiny_checkpoints, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    folder = _copy(tiny_checkpoints("phi", "siglip"), "native", tmp_path)
+    state = load_file(str(folder / "model.safetensors"))
+    dropped = dict(state)
+    dropped.pop("connector.2.weight")
+    save_file(dropped, str(folder / "model.safetensors"))
+    with pytest.raises(UserError, match="lacks 1 weight\\(s\\) the model needs, e.g. connector.2.weight"):
+        load_model(str(folder))
+    save_file(
+        {**state, "connector.4.weight": state["connector.2.weight"].clone()},
+        str(folder / "model.safetensors"),
+    )
+    with pytest.raises(
+        UserError, match="has 1 weight\\(s\\) this model has no place for, e.g. connector.4.weight"
+    ):
+        load_model(str(folder))
+
+
+def test_bin_weights_refuse_pickled_code(tiny_checkpoints, tmp_path):
+    folder = _copy(tiny_checkpoints("phi", "siglip"), "factory_split", tmp_path)
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"_connector.0.weight": Evil()}, folder / "connector" / "pytorch_model.bin")
+    with pytest.raises(UserError, match="cannot read weights"):
+        load_model(str(folder))

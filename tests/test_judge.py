@@ -1,0 +1,457 @@
+"""Tests of the judge: the real openai client against the local server in judge_server.py (no network)."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from judge_server import JudgeServer, chat_completion_body
+
+from tinyllava_bench.errors import UserError
+from tinyllava_bench.judge import JudgeClient, judge_llava_wild, judge_mmvet
+from tinyllava_bench.judge import client as client_module
+from tinyllava_bench.paths import PROTOCOL_DIR
+
+API_KEY = "sk-test-SECRET-7f3a9c1e5b"
+RETRY_SUFFIX = "\nPredict the correctness of the answer (digit): "
+LLAVA_SYSTEM = "You are a helpful and precise assistant for checking the quality of the answer."
+
+MMVET_ROWS = [
+    {
+        "question_id": "v1_0",
+        "question": "What is x in the equation?",
+        "answer": "-1<AND>-5",
+        "capability": ["ocr"],
+    },
+    {"question_id": "v1_1", "question": "Which fruit?", "answer": "apple<OR>pear", "capability": ["rec"]},
+]
+LLAVA_ROW = {
+    "question_id": 7,
+    "question": "What is unusual about this image?",
+    "caption": "A man irons clothes on a board attached to the roof of a moving taxi.",
+    "gpt_answer": "The man is ironing on top of a moving car.",
+    "category": "complex",
+}
+
+
+@pytest.fixture(autouse=True)
+def api_key(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
+    return API_KEY
+
+
+def make_client(server: JudgeServer, cache_dir: Path, model: str = "gpt-4-0613", **kwargs) -> JudgeClient:
+    settings = {"max_retries": 2, "timeout": 2.0, "backoff": 0.001}
+    settings.update(kwargs)
+    return JudgeClient(model, base_url=server.base_url, cache_dir=cache_dir, **settings)
+
+
+def cache_files(cache_dir: Path) -> list[Path]:
+    return [path for path in cache_dir.rglob("*") if path.is_file()]
+
+
+def ask(client: JudgeClient, text: str = "hello", temperature: float = 0.0, max_tokens: int = 3):
+    return client.complete([{"role": "user", "content": text}], temperature, max_tokens)
+
+
+def official_prompt() -> str:
+    return (PROTOCOL_DIR / "mmvet_judge_fewshot_prompt.txt").read_text(encoding="utf-8")
+
+
+# ------------------------------------------------------------------------------------------ client
+
+
+def test_cache_hit_on_rerun_sends_no_request(tmp_path: Path) -> None:
+    with JudgeServer(reply="0.5") as server:
+        first = ask(make_client(server, tmp_path))
+        second = ask(make_client(server, tmp_path))  # a fresh client, as after a crash or a rerun
+        assert server.request_count == 1
+    assert (first.content, first.cached, first.n_requests) == ("0.5", False, 1)
+    assert (second.content, second.cached, second.n_requests) == ("0.5", True, 0)
+    assert second.served_model == "gpt-4-0613"
+
+
+def test_mmvet_rerun_is_served_from_the_cache(tmp_path: Path) -> None:
+    with JudgeServer(reply="0.5") as server:
+        first = judge_mmvet(make_client(server, tmp_path), MMVET_ROWS, ["x = 3", "apple"])
+        again = judge_mmvet(make_client(server, tmp_path), MMVET_ROWS, ["x = 3", "apple"])
+        assert server.request_count == 2
+    assert [o.score for o in first] == [o.score for o in again] == [0.5, 0.5]
+    assert [o.cached for o in first] == [False, False]
+    assert [(o.cached, o.n_requests) for o in again] == [(True, 0), (True, 0)]
+
+
+def test_cache_key_covers_model_messages_and_sampling_settings(tmp_path: Path) -> None:
+    with JudgeServer(reply="0.5") as server:
+        client = make_client(server, tmp_path)
+        ask(client)
+        ask(client, temperature=0)  # 0 and 0.0 are the same request
+        assert server.request_count == 1
+        ask(client, temperature=0.5)
+        ask(client, max_tokens=4)
+        ask(client, text="hello!")
+        ask(make_client(server, tmp_path, model="another-judge"))
+        assert server.request_count == 5
+        assert client.complete([{"role": "user", "content": "hello"}], 0.0, 3, repeat=1).cached is False
+        assert server.request_count == 6
+
+
+def test_429_then_success(tmp_path: Path) -> None:
+    with JudgeServer(reply="0.7", faults=[429]) as server:
+        reply = ask(make_client(server, tmp_path))
+        assert server.faults_sent == [429, None]
+    assert (reply.content, reply.error, reply.n_requests) == ("0.7", None, 2)
+
+
+def test_500s_until_give_up_are_recorded_not_cached_and_retried_next_run(tmp_path: Path) -> None:
+    with JudgeServer(reply="0.5", fault_fraction=1.0, fraction_fault=500) as server:
+        [outcome] = judge_mmvet(make_client(server, tmp_path, max_retries=3), MMVET_ROWS[:1], ["x = 3"])
+        assert server.request_count == 4  # 1 + 3 retries
+    assert outcome.score is None
+    assert outcome.error is not None and "HTTP 500" in outcome.error
+    assert outcome.n_requests == 4 and outcome.cached is False
+    assert cache_files(tmp_path) == []
+
+    with JudgeServer(reply="0.5") as healthy:
+        [rerun] = judge_mmvet(make_client(healthy, tmp_path), MMVET_ROWS[:1], ["x = 3"])
+        assert healthy.request_count == 1
+    assert (rerun.score, rerun.error, rerun.cached) == (0.5, None, False)
+
+
+def test_backoff_doubles_and_is_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+
+    class RecordingTime:
+        @staticmethod
+        def sleep(seconds: float) -> None:
+            slept.append(seconds)
+
+    monkeypatch.setattr(client_module, "time", RecordingTime)
+    with JudgeServer(fault_fraction=1.0, fraction_fault=503) as server:
+        reply = ask(make_client(server, tmp_path, max_retries=4, backoff=0.001, max_backoff=0.005))
+    assert reply.error is not None
+    assert slept == [0.001, 0.002, 0.004, 0.005]
+
+
+def test_timeout_is_retried_then_reported(tmp_path: Path) -> None:
+    with JudgeServer(reply="0.3", faults=["delay"], delay_s=1.5) as server:
+        reply = ask(make_client(server, tmp_path, timeout=0.2))
+        assert server.request_count == 2
+    assert (reply.content, reply.n_requests) == ("0.3", 2)
+
+    with JudgeServer(fault_fraction=1.0, fraction_fault="delay", delay_s=1.5) as server:
+        reply = ask(make_client(server, tmp_path / "all-slow", timeout=0.2, max_retries=1))
+    assert reply.content is None
+    assert reply.error is not None and "timed out after 0.2s" in reply.error
+
+
+def test_dropped_connection_is_retried_then_reported(tmp_path: Path) -> None:
+    with JudgeServer(reply="0.9", faults=["drop", "drop"]) as server:
+        reply = ask(make_client(server, tmp_path))
+        assert server.request_count == 3
+    assert (reply.content, reply.n_requests) == ("0.9", 3)
+
+    with JudgeServer(fault_fraction=1.0, fraction_fault="drop") as server:
+        reply = ask(make_client(server, tmp_path / "all-dropped"))
+    assert reply.error is not None and "connection error" in reply.error
+
+
+@pytest.mark.parametrize("fault", ["malformed", "no_choices"])
+def test_malformed_body_is_retried_then_reported(tmp_path: Path, fault: str) -> None:
+    with JudgeServer(reply="1.0", faults=[fault]) as server:
+        reply = ask(make_client(server, tmp_path))
+        assert server.request_count == 2
+    assert (reply.content, reply.error) == ("1.0", None)
+
+    with JudgeServer(fault_fraction=1.0, fraction_fault=fault) as server:
+        reply = ask(make_client(server, tmp_path / "all-broken"))
+        assert server.request_count == 3
+    assert reply.error is not None and "malformed reply" in reply.error
+    assert cache_files(tmp_path / "all-broken") == []
+
+
+def test_client_errors_other_than_429_are_not_retried(tmp_path: Path) -> None:
+    with JudgeServer(faults=[400]) as server:
+        reply = ask(make_client(server, tmp_path, max_retries=5))
+        assert server.request_count == 1
+    assert reply.error is not None and "HTTP 400" in reply.error
+
+
+def test_seeded_fault_fraction_is_survived(tmp_path: Path) -> None:
+    with JudgeServer(reply="0.4", fault_fraction=0.3, fraction_fault=502, seed=3) as server:
+        outcomes = judge_mmvet(
+            make_client(server, tmp_path, max_retries=8), MMVET_ROWS * 3, ["a", "b", "c", "d", "e", "f"]
+        )
+        n_faults = sum(fault is not None for fault in server.faults_sent)
+    assert n_faults > 0
+    assert [o.score for o in outcomes] == [0.4] * 6
+    assert sum(o.n_requests for o in outcomes) == 6 + n_faults
+
+
+def test_missing_api_key_is_a_user_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for value in (None, "", "  "):
+        if value is None:
+            monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+        else:
+            monkeypatch.setenv("OPENAI_API_KEY", value)
+        with pytest.raises(UserError) as caught:
+            JudgeClient("gpt-4-0613", base_url="http://127.0.0.1:9/v1", cache_dir=tmp_path)
+        message = str(caught.value)
+        assert "OPENAI_API_KEY" in message and "local" in message and "\n" not in message
+
+
+def test_api_key_never_reaches_the_cache_dir(tmp_path: Path) -> None:
+    with JudgeServer(reply=["nope", "0.5"], faults=[500]) as server:
+        judge_mmvet(make_client(server, tmp_path), MMVET_ROWS, ["x = 3", "apple"], workers=1)
+        with JudgeServer(fault_fraction=1.0, fraction_fault=401) as refusing:
+            judge_mmvet(make_client(refusing, tmp_path / "refused"), MMVET_ROWS[:1], ["x"])
+        # the key was in play: the server saw it
+        headers = {name.lower(): value for name, value in server.headers[0].items()}
+        assert headers["authorization"] == f"Bearer {API_KEY}"
+    files = cache_files(tmp_path)
+    assert len(files) >= 3
+    for path in files:
+        assert API_KEY.encode() not in path.read_bytes()
+        assert API_KEY not in str(path)
+
+
+def test_cache_entries_are_whole_files_and_a_corrupt_one_is_asked_again(tmp_path: Path) -> None:
+    with JudgeServer(reply="0.6") as server:
+        ask(make_client(server, tmp_path))
+        [entry] = cache_files(tmp_path)
+        assert entry.parent.parent == tmp_path and entry.name.startswith(entry.parent.name)
+        stored = json.loads(entry.read_text())
+        assert stored["content"] == "0.6" and stored["request"]["model"] == "gpt-4-0613"
+        entry.write_text('{"key": "trunc')
+        reply = ask(make_client(server, tmp_path))
+        assert server.request_count == 2 and reply.content == "0.6"
+        assert json.loads(entry.read_text())["content"] == "0.6"
+        assert [p.name for p in cache_files(tmp_path)] == [entry.name]  # no temp files left behind
+
+
+# ------------------------------------------------------------------------------------------ MM-Vet
+
+
+def test_mmvet_first_request_body_is_the_official_one(tmp_path: Path) -> None:
+    with JudgeServer(reply="0.5", served_model="gpt-4-0613-served") as server:
+        [outcome] = judge_mmvet(make_client(server, tmp_path), MMVET_ROWS[:1], ["x = 3"])
+        [body] = server.requests
+    expected = official_prompt() + "\nWhat is x in the equation? | -1 <AND> -5 | x = 3 | "
+    assert body == {
+        "model": "gpt-4-0613",
+        "messages": [{"role": "user", "content": expected}],
+        "temperature": 0.0,
+        "max_tokens": 3,
+    }
+    content = body["messages"][0]["content"]
+    assert content.startswith("Compare the ground truth and prediction from AI models")
+    assert "correctness score.\n\nQuestion | Ground truth | Prediction | Correctness\n" in content
+    assert content.endswith("characteristics. | 1.0\n\nWhat is x in the equation? | -1 <AND> -5 | x = 3 | ")
+    assert (outcome.score, outcome.content, outcome.judge_model) == (0.5, "0.5", "gpt-4-0613")
+    assert outcome.served_model == "gpt-4-0613-served" and outcome.protocol == "official"
+
+
+def test_mmvet_or_answers_are_spaced(tmp_path: Path) -> None:
+    with JudgeServer(reply="1.0") as server:
+        judge_mmvet(make_client(server, tmp_path), MMVET_ROWS[1:], ["a pear"])
+        [content] = server.user_contents()
+    assert content.endswith("\nWhich fruit? | apple <OR> pear | a pear | ")
+
+
+def test_mmvet_unparseable_answers_retry_then_score_zero_as_the_grader_does(tmp_path: Path) -> None:
+    with JudgeServer(reply="The answer") as server:
+        [outcome] = judge_mmvet(make_client(server, tmp_path), MMVET_ROWS[:1], ["x = 3"])
+        bodies = server.requests
+    first = official_prompt() + "\nWhat is x in the equation? | -1 <AND> -5 | x = 3 | "
+    assert len(bodies) == 6  # the first ask and 5 retries
+    assert [b["messages"] for b in bodies[1:]] == [[{"role": "user", "content": first + RETRY_SUFFIX}]] * 5
+    assert bodies[1]["messages"][0]["content"].endswith(
+        " | x = 3 | \nPredict the correctness of the answer (digit): "
+    )
+    assert [b["temperature"] for b in bodies] == [0.0, 0.0, 0.5, 1.0, 1.5, 2.0]
+    assert {b["max_tokens"] for b in bodies} == {3}
+    assert (outcome.score, outcome.error, outcome.n_requests) == (0.0, None, 6)
+
+
+def test_mmvet_answer_to_the_last_retry_is_never_parsed(tmp_path: Path) -> None:
+    with JudgeServer(reply=["no"] * 5 + ["1.0"]) as server:
+        [outcome] = judge_mmvet(make_client(server, tmp_path), MMVET_ROWS[:1], ["x = -1 or x = -5"])
+        assert server.request_count == 6
+    assert outcome.score == 0.0 and outcome.content == "1.0"
+
+
+def test_mmvet_score_found_on_a_retry_is_kept(tmp_path: Path) -> None:
+    with JudgeServer(reply=["1.5", " 0.5", "0.7 because"]) as server:
+        [outcome] = judge_mmvet(make_client(server, tmp_path), MMVET_ROWS[:1], ["x = -1"])
+        assert server.request_count == 3  # out of range, then a leading space (no strip before split)
+    assert outcome.score == 0.7
+
+
+def test_mmvet_lmms_eval_protocol_requests_and_temperature_schedule(tmp_path: Path) -> None:
+    with JudgeServer(reply="n/a") as server:
+        [outcome] = judge_mmvet(
+            make_client(server, tmp_path), MMVET_ROWS[:1], ["x = 3"], protocol="lmms-eval"
+        )
+        bodies = server.requests
+    content = bodies[0]["messages"][0]["content"]
+    expected = official_prompt().replace(
+        "correctness score.\n\nQuestion | Ground truth", "correctness score.\ngpt_query_prompt | Ground truth"
+    )
+    assert content == expected + "\nWhat is x in the equation? | -1 <AND> -5 | x = 3 |"
+    assert all(b["messages"] == bodies[0]["messages"] for b in bodies)
+    assert [b["temperature"] for b in bodies] == [0.0, 0.5, 1.0, 1.5]
+    assert {b["max_tokens"] for b in bodies} == {128}
+    assert (outcome.score, outcome.error, outcome.protocol) == (0.0, None, "lmms-eval")
+
+
+def test_mmvet_lmms_eval_strips_and_reasks_empty_answers(tmp_path: Path) -> None:
+    with JudgeServer(reply=" 0.5") as server:
+        [outcome] = judge_mmvet(make_client(server, tmp_path), MMVET_ROWS[:1], ["x"], protocol="lmms-eval")
+    assert outcome.score == 0.5
+
+    with JudgeServer(reply="") as server:
+        [outcome] = judge_mmvet(
+            make_client(server, tmp_path / "e"), MMVET_ROWS[:1], ["x"], protocol="lmms-eval"
+        )
+        assert [b["temperature"] for b in server.requests] == [0.0, 0.0, 0.0]
+    assert (outcome.score, outcome.n_requests) == (0.0, 3)
+
+    with JudgeServer(reply="5") as server:
+        [outcome] = judge_mmvet(
+            make_client(server, tmp_path / "o"), MMVET_ROWS[:1], ["x"], protocol="lmms-eval"
+        )
+        assert server.request_count == 5
+    assert outcome.score is None and outcome.error is not None and "outside [0, 1]" in outcome.error
+
+
+def test_missing_prediction_sends_nothing(tmp_path: Path) -> None:
+    with JudgeServer() as server:
+        outcomes = judge_mmvet(make_client(server, tmp_path), MMVET_ROWS, {"v1_1": "pear"})
+        assert server.request_count == 1
+    assert outcomes[0].score is None and outcomes[0].error == "no prediction for this question"
+    assert (outcomes[1].question_id, outcomes[1].score) == ("v1_1", 1.0)
+
+
+def test_outcomes_keep_input_order_with_workers(tmp_path: Path) -> None:
+    rng = random.Random(0)
+    delays = [rng.uniform(0.0, 0.05) for _ in range(12)]
+    lock = threading.Lock()
+    state = {"active": 0, "peak": 0}
+
+    def reply(body: dict, index: int) -> str:
+        number = int(body["messages"][0]["content"].rsplit("question ", 1)[1].split(" ")[0])
+        with lock:
+            state["active"] += 1
+            state["peak"] = max(state["peak"], state["active"])
+        time.sleep(delays[number])
+        with lock:
+            state["active"] -= 1
+        return f"0.{number % 10}"
+
+    rows = [{"question_id": f"q{i}", "question": f"question {i}", "answer": "a"} for i in range(12)]
+    with JudgeServer(reply=reply) as server:
+        outcomes = judge_mmvet(make_client(server, tmp_path), rows, [f"p{i}" for i in range(12)], workers=4)
+    assert [o.question_id for o in outcomes] == [f"q{i}" for i in range(12)]
+    assert [o.score for o in outcomes] == [float(f"0.{i % 10}") for i in range(12)]
+    assert state["peak"] >= 2
+
+
+def test_unknown_protocol_is_a_user_error(tmp_path: Path) -> None:
+    with JudgeServer() as server, pytest.raises(UserError, match="official"):
+        judge_mmvet(make_client(server, tmp_path), MMVET_ROWS, ["a", "b"], protocol="vlmevalkit")
+
+
+# ------------------------------------------------------------------------------------------ LLaVA-W
+
+
+def expected_review_content(caption: str, prediction: str, category: str = "complex") -> str:
+    rule = json.loads((PROTOCOL_DIR / "llava_wild_judge.json").read_text())["rules"][
+        f"llava_bench_{category}"
+    ]
+    assert rule["prompt"].startswith("We would like to request your feedback on the performance of two AI")
+    return (
+        f"[Context]\n{caption}\n\n[Question]\nWhat is unusual about this image?\n\n"
+        "[Assistant 1]\nThe man is ironing on top of a moving car.\n\n[End of Assistant 1]\n\n"
+        f"[Assistant 2]\n{prediction}\n\n[End of Assistant 2]\n\n[System]\n{rule['prompt']}\n\n"
+    )
+
+
+def test_llava_wild_first_request_body_is_the_official_one(tmp_path: Path) -> None:
+    review = "8 6\nAssistant 1 is accurate; Assistant 2 misses the taxi."
+    with JudgeServer(reply=review) as server:
+        [outcome] = judge_llava_wild(
+            make_client(server, tmp_path, model="gpt-4-0314"), [LLAVA_ROW], ["A man."]
+        )
+        [body] = server.requests
+    assert body == {
+        "model": "gpt-4-0314",
+        "messages": [
+            {"role": "system", "content": LLAVA_SYSTEM},
+            {"role": "user", "content": expected_review_content(LLAVA_ROW["caption"], "A man.")},
+        ],
+        "temperature": 0.2,
+        "max_tokens": 1024,
+    }
+    assert (outcome.score, outcome.content, outcome.error) == ((8.0, 6.0), review, None)
+    assert (outcome.question_id, outcome.judge_model) == (7, "gpt-4-0314")
+
+
+def test_llava_wild_caption_list_is_joined_by_newlines(tmp_path: Path) -> None:
+    row = {**LLAVA_ROW, "caption": ["A taxi.", "A man irons."]}
+    with JudgeServer(reply="7 7") as server:
+        judge_llava_wild(make_client(server, tmp_path), [row], {7: "Ironing."})
+        [content] = server.user_contents()
+    assert content == expected_review_content("A taxi.\nA man irons.", "Ironing.")
+
+
+def test_llava_wild_review_parsing_follows_each_protocol(tmp_path: Path) -> None:
+    reviews = ["9 7\nwhy", "8, 6\nwhy", "Scores: 9 and 4\nwhy", "nothing"]
+    rows = [{**LLAVA_ROW, "question_id": i} for i in range(len(reviews))]
+    by_prediction = {f"answer {i}": review for i, review in enumerate(reviews)}
+
+    def reply(body: dict, index: int) -> str:
+        content = body["messages"][-1]["content"]
+        return next(review for prediction, review in by_prediction.items() if f"\n{prediction}\n" in content)
+
+    predictions = [f"answer {i}" for i in range(len(reviews))]
+    with JudgeServer(reply=reply) as server:
+        official = judge_llava_wild(make_client(server, tmp_path), rows, predictions)
+        lmms = judge_llava_wild(make_client(server, tmp_path), rows, predictions, protocol="lmms-eval")
+    # official: "8, 6" becomes "8  6", three tokens on single spaces, so (-1, -1)
+    assert [o.score for o in official] == [(9.0, 7.0), (-1.0, -1.0), (-1.0, -1.0), (-1.0, -1.0)]
+    assert [o.score for o in lmms] == [(9.0, 7.0), (8.0, 6.0), (9.0, 4.0), (-1.0, -1.0)]
+
+
+def test_llava_wild_lmms_eval_request_has_no_system_message(tmp_path: Path) -> None:
+    with JudgeServer(reply="5 5") as server:
+        judge_llava_wild(make_client(server, tmp_path), [LLAVA_ROW], ["A man."], protocol="lmms-eval")
+        [body] = server.requests
+    assert body["messages"] == [
+        {"role": "user", "content": expected_review_content(LLAVA_ROW["caption"], "A man.")}
+    ]
+    assert (body["temperature"], body["max_tokens"]) == (0.0, 1024)
+
+
+def test_llava_wild_transport_failure_gives_no_score(tmp_path: Path) -> None:
+    with JudgeServer(fault_fraction=1.0, fraction_fault=500) as server:
+        [outcome] = judge_llava_wild(make_client(server, tmp_path), [LLAVA_ROW], ["A man."])
+    assert outcome.score is None and outcome.error is not None and outcome.content is None
+
+
+def test_llava_wild_unknown_category_fails_before_any_request(tmp_path: Path) -> None:
+    rows = [LLAVA_ROW, {**LLAVA_ROW, "question_id": 8, "category": "chat"}]
+    with JudgeServer() as server:
+        with pytest.raises(UserError, match="'chat'"):
+            judge_llava_wild(make_client(server, tmp_path), rows, ["a", "b"])
+        assert server.request_count == 0
+
+
+def test_server_reply_can_be_a_whole_body(tmp_path: Path) -> None:
+    body = chat_completion_body(None, "judge-x")  # a null content (e.g. a refusal) reads as ""
+    with JudgeServer(reply=lambda request, index: body) as server:
+        reply = ask(make_client(server, tmp_path))
+    assert (reply.content, reply.error, reply.served_model) == ("", None, "judge-x")

@@ -1,0 +1,150 @@
+"""MM-Vet: the GPT judge's prompt and reply parsing, and the aggregation of its per-sample scores.
+
+`official` is yuweihao/MM-Vet's mm-vet_evaluator.py (also behind its online grader); `lmms-eval` is
+lmms-eval 0.7.x mmvet utils. The judge calls themselves live in the judge layer.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from tinyllava_bench.metrics import PROTOCOLS, TaskScore
+
+CAPABILITIES = ("rec", "ocr", "know", "gen", "spat", "math")
+FEWSHOT_PROMPT_FILE = "mmvet_judge_fewshot_prompt.txt"
+# appended to the user message when the official grader asks again after an unreadable reply
+RETRY_SUFFIX = "\nPredict the correctness of the answer (digit): "
+# the official grader reports means rounded (numpy's rounding) to this many decimals
+OFFICIAL_DECIMAL_PLACES = 1
+
+# What each grader sends; for the judge layer. Official: each retry adds RETRY_SUFFIX; the first retry still
+# uses temperature 0.0, then +0.5 per retry (0.0, 0.5, 1.0, 1.5, 2.0); after the 5th retry the score is 0.0
+# without reading that last reply. lmms-eval: same message on retry; an unreadable reply raises the
+# temperature by 0.5 (score 0.0 once it reaches 2.0), a number outside [0, 1] is asked again at the same
+# temperature, and an empty reply (after 3 transport tries) scores 0.0.
+JUDGE_SETTINGS: dict[str, dict[str, Any]] = {
+    "official": {"model": "gpt-4-0613", "max_tokens": 3, "temperature": 0.0},
+    "lmms-eval": {"model": "gpt-4o-2024-11-20", "max_tokens": 128, "temperature": 0.0},
+}
+
+
+@functools.cache
+def fewshot_prompt(protocol: str = "official") -> str:
+    """The few-shot grading prompt, byte-exact for the protocol."""
+    from tinyllava_bench.paths import PROTOCOL_DIR
+
+    text = (PROTOCOL_DIR / FEWSHOT_PROMPT_FILE).read_text(encoding="utf-8")
+    if protocol == "official":
+        return text
+    if protocol != "lmms-eval":
+        raise ValueError(f"unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}")
+    # lmms-eval's copy drops the blank line before the table and names the first column "gpt_query_prompt"
+    official_header = "correctness score.\n\nQuestion | Ground truth"
+    if official_header not in text:
+        raise RuntimeError(f"{FEWSHOT_PROMPT_FILE} no longer holds the official table header")
+    return text.replace(official_header, "correctness score.\ngpt_query_prompt | Ground truth", 1)
+
+
+def _spaced_answer(gt_answer: str) -> str:
+    return gt_answer.replace("<AND>", " <AND> ").replace("<OR>", " <OR> ")
+
+
+def build_mmvet_judge_message(
+    question: str, gt_answer: str, prediction: str, protocol: str = "official", retry: bool = False
+) -> str:
+    """The judge's user message; `retry=True` gives the official grader's message for a re-ask."""
+    if protocol == "lmms-eval":
+        # lmms-eval ends the row with " |" (no trailing space) and re-asks with the same message
+        return f"{fewshot_prompt(protocol)}\n{question} | {_spaced_answer(gt_answer)} | {prediction} |"
+    message = (
+        fewshot_prompt(protocol) + "\n" + " | ".join([question, _spaced_answer(gt_answer), prediction, ""])
+    )
+    return message + RETRY_SUFFIX if retry else message
+
+
+def parse_mmvet_score(content: str | None, protocol: str = "official") -> float | None:
+    """The score in a judge reply, or None meaning "unreadable: ask again" (see JUDGE_SETTINGS notes).
+
+    Official quirk kept: "nan" passes its range check and is returned as NaN. lmms-eval strips the reply
+    first and rejects NaN; for it an empty reply also gives None, though lmms-eval then scores 0.0 at once.
+    """
+    if content is None:
+        return None
+    if protocol == "lmms-eval":
+        content = content.strip()
+    try:
+        value = float(content.split(" ")[0].strip())
+    except ValueError:
+        return None
+    if protocol == "lmms-eval":
+        return value if 0.0 <= value <= 1.0 else None
+    return None if value > 1.0 or value < 0.0 else value
+
+
+def capabilities_of(row: Mapping[str, Any]) -> list[str]:
+    """The row's capabilities: the hub dataset stores "rec,ocr", the official metadata a list."""
+    capability = row["capability"]
+    if isinstance(capability, str):
+        return [name.strip() for name in capability.split(",") if name.strip()]
+    return [str(name) for name in capability]
+
+
+def _has_capability(row: Mapping[str, Any], capability: str, protocol: str) -> bool:
+    if protocol == "lmms-eval" and isinstance(row["capability"], str):
+        # lmms-eval tests `cap in "rec,ocr"` as a substring; none of the six names contains another
+        return capability in row["capability"]
+    return capability in capabilities_of(row)
+
+
+def score(
+    rows: Sequence[Mapping[str, Any]],
+    predictions: Sequence[str],
+    protocol: str = "official",
+    judgements: Sequence[float | None] | None = None,
+) -> TaskScore:
+    """Aggregate judge scores (floats in [0, 1]; None = judge unreachable) into `total` and per-capability means.
+
+    Metrics are percent; `official` rounds them to 1 decimal with numpy as the grader does, `lmms-eval`
+    does not round. None judgements are left out of every mean and counted in `unscored`. A capability
+    no scored row has gets no metric.
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}")
+    if len(rows) != len(predictions):
+        raise ValueError(f"{len(rows)} rows but {len(predictions)} predictions")
+    if judgements is None or len(judgements) != len(rows):
+        got = "none" if judgements is None else len(judgements)
+        raise ValueError(f"mmvet needs one judge score per row: {len(rows)} rows, {got} judgements")
+
+    scores: list[float | None] = [None if j is None else float(j) for j in judgements]
+    total = 0.0
+    count = 0
+    capability_sums = dict.fromkeys(CAPABILITIES, 0.0)
+    capability_counts = dict.fromkeys(CAPABILITIES, 0)
+    for row, value in zip(rows, scores, strict=True):
+        if value is None:
+            continue
+        total += value
+        count += 1
+        for capability in CAPABILITIES:
+            if _has_capability(row, capability, protocol):
+                capability_sums[capability] += value
+                capability_counts[capability] += 1
+
+    means: dict[str, float] = {}
+    if count:
+        means["total"] = total / count * 100
+    for capability in CAPABILITIES:
+        if capability_counts[capability]:
+            means[capability] = capability_sums[capability] / capability_counts[capability] * 100
+    if protocol == "official":
+        # round(np.float64, 1) rounds the scaled value half-to-even, unlike Python's round (0.15 -> 0.2)
+        means = {k: float(np.round(np.float64(v), OFFICIAL_DECIMAL_PLACES)) for k, v in means.items()}
+    metrics = dict(means)
+    metrics["unscored"] = float(len(scores) - count)
+    parsed = list(scores)
+    return TaskScore(metrics=metrics, parsed=parsed, scores=scores)

@@ -1,0 +1,1 @@
+"""The TinyLLaVA architecture: vision tower, connectors, LLM, templates, preprocessing, checkpoint layouts."""

@@ -1,0 +1,63 @@
+"""Prompt and conversation tokenisation with the image placeholder, as the original TinyLLaVA code does it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tinyllava_bench.models.templates import IMAGE_PLACEHOLDER, Template
+
+IMAGE_TOKEN_INDEX = -200  # the placeholder id legacy and Factory code splice image features into
+IGNORE_INDEX = -100
+
+
+def tokenize_with_images(text: str, tokenizer: Any) -> list[int]:
+    """Token ids of `text` with each `<image>` as IMAGE_TOKEN_INDEX.
+
+    Same rule as `tokenizer_image_token` in LLaVA / TinyLLaVA: each chunk between placeholders is tokenised on its
+    own; when the tokenizer adds a BOS, it is kept once at the start and the first token of every chunk is dropped.
+    """
+    ids, _ = _tokenize_chunks(text, tokenizer, with_offsets=False)
+    return ids
+
+
+def encode_conversation(
+    template: Template, tokenizer: Any, turns: list[tuple[str, str]]
+) -> tuple[list[int], list[int]]:
+    """Input ids and labels of a training conversation: labels are the answers and their EOS, all else IGNORE.
+
+    Labels come from character spans, not from token counting, so a pad id equal to EOS (Phi-2) never masks the
+    real EOS and there is no "tokenization mismatch" to silently drop a sample.
+    """
+    text, spans = template.render_conversation(turns)
+    ids, offsets = _tokenize_chunks(text, tokenizer, with_offsets=True)
+    labels = []
+    for token_id, (start, end) in zip(ids, offsets):
+        in_answer = (
+            token_id != IMAGE_TOKEN_INDEX and end > start and any(end > s and start < e for s, e in spans)
+        )
+        labels.append(token_id if in_answer else IGNORE_INDEX)
+    return ids, labels
+
+
+def _tokenize_chunks(
+    text: str, tokenizer: Any, *, with_offsets: bool
+) -> tuple[list[int], list[tuple[int, int]]]:
+    chunks = text.split(IMAGE_PLACEHOLDER)
+    encoded = [tokenizer(chunk, return_offsets_mapping=with_offsets) for chunk in chunks]
+    starts, position = [], 0
+    for chunk in chunks:
+        starts.append(position)
+        position += len(chunk) + len(IMAGE_PLACEHOLDER)
+
+    first = encoded[0]["input_ids"]
+    drop = 1 if first and tokenizer.bos_token_id is not None and first[0] == tokenizer.bos_token_id else 0
+    ids: list[int] = first[:drop]
+    offsets: list[tuple[int, int]] = [(0, 0)] * drop
+    for i, (enc, start) in enumerate(zip(encoded, starts)):
+        if i > 0:
+            ids.append(IMAGE_TOKEN_INDEX)
+            offsets.append((start - len(IMAGE_PLACEHOLDER), start))
+        ids.extend(enc["input_ids"][drop:])
+        if with_offsets:
+            offsets.extend((start + s, start + e) for s, e in enc["offset_mapping"][drop:])
+    return ids, offsets

@@ -1,0 +1,22 @@
+"""Where the project's data folders live (tasks/, model_zoo/, the bundled reference files)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_ROOT = PACKAGE_DIR.parent
+REFERENCE_DIR = PACKAGE_DIR / "reference"
+PAPER_SCORES_CSV = REFERENCE_DIR / "paper_scores.csv"
+PROTOCOL_DIR = REFERENCE_DIR / "protocol"
+
+
+def tasks_dir() -> Path:
+    """The folder of task YAMLs; `TINYLLAVA_BENCH_TASKS_DIR` overrides it."""
+    return Path(os.environ.get("TINYLLAVA_BENCH_TASKS_DIR", REPO_ROOT / "tasks"))
+
+
+def model_zoo_dir() -> Path:
+    """The folder of model cards; `TINYLLAVA_BENCH_ZOO_DIR` overrides it."""
+    return Path(os.environ.get("TINYLLAVA_BENCH_ZOO_DIR", REPO_ROOT / "model_zoo"))

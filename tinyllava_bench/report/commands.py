@@ -1,0 +1,136 @@
+"""CLI verbs `report`, `leaderboard` and `regress`; light at import (pandas, numpy, matplotlib load on use)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tinyllava_bench.report.runs import CARD_AXES
+from tinyllava_bench.report.tables import TABLE_FORMATS
+
+
+def _write_text(text: str, out: str | None) -> None:
+    if out is None:
+        sys.stdout.write(text)
+        return
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    print(f"wrote {path}", file=sys.stderr)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from tinyllava_bench.errors import UserError
+    from tinyllava_bench.report.runs import load_runs
+    from tinyllava_bench.report.tables import paper_table, render_table, results_table
+
+    if args.runs:
+        table = results_table(load_runs(args.runs), paper=args.paper, group_by=args.group_by)
+    elif args.paper:
+        table = paper_table(group_by=args.group_by)
+    else:
+        raise UserError(
+            "give at least one run folder (RUN ...), or --paper alone to print the paper's Table A1"
+        )
+    _write_text(render_table(table, args.format), args.out)
+    if args.plots:
+        from tinyllava_bench.report.plots import write_plots
+
+        for path in write_plots(table, args.plots):
+            print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def run_leaderboard(args: argparse.Namespace) -> int:
+    from tinyllava_bench.report.leaderboard import write_leaderboard
+    from tinyllava_bench.report.runs import load_runs
+
+    update = write_leaderboard(load_runs(args.runs), args.out, append=args.append)
+    print(
+        f"{update.path}: {update.added} row(s) added, {update.replaced} replaced, {update.total} in total",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def run_regress(args: argparse.Namespace) -> int:
+    from tinyllava_bench.report.regress import compare_runs, parse_tolerances, render_summary
+    from tinyllava_bench.report.runs import load_run
+
+    tolerances = parse_tolerances(args.tolerance or [])
+    report = compare_runs(
+        load_run(args.baseline), load_run(args.current), tolerances=tolerances, alpha=args.alpha
+    )
+    summary = render_summary(report)
+    sys.stdout.write(summary)
+    if args.out:
+        _write_text(summary, args.out)
+    return 1 if report.failed else 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the report, leaderboard and regress verbs."""
+    report = subparsers.add_parser(
+        "report",
+        help="paper-shaped tables (and plots) from run folders",
+        description=(
+            "Models by benchmark in the paper's order (VQAv2, GQA, SQA-I, TextVQA, MM-Vet, POPE, LLaVA-W, MME), "
+            "headline metric per task, one decimal. `report --paper` with no RUN prints the paper's Table A1."
+        ),
+    )
+    report.add_argument("runs", nargs="*", metavar="RUN", help="run folders written by `eval --output`")
+    report.add_argument("--format", choices=TABLE_FORMATS, default="md", help="table format (default: md)")
+    report.add_argument(
+        "--paper",
+        action="store_true",
+        help="show the paper's number and the difference beside each measured one",
+    )
+    report.add_argument(
+        "--group-by",
+        choices=CARD_AXES,
+        help="ablation view: group rows by the other card axes, this one varying, differences to each group's first row",
+    )
+    report.add_argument("--out", metavar="FILE", help="write the table here instead of stdout")
+    report.add_argument("--plots", metavar="DIR", help="also write PNG charts into DIR")
+    report.set_defaults(func=run_report)
+
+    leaderboard = subparsers.add_parser(
+        "leaderboard",
+        help="write or update a leaderboard CSV from run folders",
+        description=(
+            "One row per (model, protocol) of each run. Columns, in this order: model, protocol, layout, llm, "
+            "vision, connector, recipe, data, template, image_aspect, vqav2, gqa, scienceqa_img, textvqa, mmvet, "
+            "pope, llava_wild, mme, n_<each benchmark>, judge_model, datasets, tool_version, git_commit, "
+            "checkpoint_fingerprint, date. With --append a row replaces the one with the same model, protocol, "
+            "checkpoint_fingerprint and tool_version."
+        ),
+    )
+    leaderboard.add_argument("runs", nargs="+", metavar="RUN", help="run folders written by `eval --output`")
+    leaderboard.add_argument("--out", required=True, metavar="FILE", help="the leaderboard CSV")
+    leaderboard.add_argument(
+        "--append", action="store_true", help="merge into an existing FILE instead of overwriting it"
+    )
+    leaderboard.set_defaults(func=run_leaderboard)
+
+    regress = subparsers.add_parser(
+        "regress",
+        help="did a checkpoint get worse? paired tests against a baseline run; exit 1 on a regression",
+        description=(
+            "Compares every metric of the tasks both runs have. Exit 1 only when a task's headline metric dropped "
+            "significantly (paired McNemar / bootstrap on per-sample scores) and by more than its tolerance; "
+            "exit 0 otherwise; exit 2 on a usage error."
+        ),
+    )
+    regress.add_argument("--baseline", required=True, metavar="RUN", help="the reference run folder")
+    regress.add_argument("--current", required=True, metavar="RUN", help="the run folder to check")
+    regress.add_argument(
+        "--tolerance",
+        nargs="+",
+        action="extend",
+        metavar="METRIC=POINTS",
+        help="allowed drop in metric points, per task (gqa.accuracy=0.5) or for all tasks (accuracy=0.5); default 0",
+    )
+    regress.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    regress.add_argument("--out", metavar="FILE", help="also write the Markdown summary here")
+    regress.set_defaults(func=run_regress)

@@ -1,0 +1,350 @@
+"""Read run folders (results.json + samples_<task>.jsonl, see docs/run_folder.md) into plain objects and a tidy
+frame; also the paper's benchmark list and its scores, which every report view shares."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tinyllava_bench.errors import UserError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# The run-folder schema versions this reader understands (docs/run_folder.md).
+SUPPORTED_SCHEMA_VERSIONS = (1,)
+
+# The model-card keys an ablation view can vary (`report --group-by`).
+CARD_AXES = ("vision", "llm", "recipe", "data", "connector")
+
+# Used only when results.json has no `headline` for a task (the task's own `headline` key always wins).
+DEFAULT_HEADLINES = {
+    "vqav2": "accuracy",
+    "vqav2_testdev": "accuracy",
+    "gqa": "accuracy",
+    "scienceqa_img": "accuracy",
+    "textvqa": "accuracy",
+    "pope": "f1",
+    "mme": "perception",
+    "mmvet": "total",
+    "llava_wild": "relative_score",
+}
+
+# Highest possible value of a metric that is not a percentage (MME scores are sums of 0-200 subtask scores).
+METRIC_FULL_SCALE = {("mme", "perception"): 2000.0, ("mme", "cognition"): 800.0, ("mme", "total"): 2800.0}
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One column of the paper's tables: its label, its column in paper_scores.csv, and the tasks that fill it
+    (first task with a headline value wins)."""
+
+    label: str
+    paper_column: str | None
+    tasks: tuple[str, ...]
+
+
+# The paper's column order. VQAv2's paper number is test-dev, so a test-dev run fills the column before a val run.
+PAPER_BENCHMARKS: tuple[Benchmark, ...] = (
+    Benchmark("VQAv2", "vqav2", ("vqav2_testdev", "vqav2")),
+    Benchmark("GQA", "gqa", ("gqa",)),
+    Benchmark("SQA-I", "scienceqa_img", ("scienceqa_img",)),
+    Benchmark("TextVQA", "textvqa", ("textvqa",)),
+    Benchmark("MM-Vet", "mmvet", ("mmvet",)),
+    Benchmark("POPE", "pope", ("pope",)),
+    Benchmark("LLaVA-W", "llava_wild", ("llava_wild",)),
+    Benchmark("MME", "mme", ("mme",)),
+)
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """One task's entry in results.json; metrics nested in dicts are flattened to `outer.inner` names."""
+
+    name: str
+    metrics: dict[str, float]
+    headline: str | None
+    n_samples: int | None = None
+    n_errors: int | None = None
+    protocol: str | None = None
+    judge_model: str | None = None
+    dataset: dict[str, Any] = field(default_factory=dict)
+    limit: int | None = None
+
+    @property
+    def headline_value(self) -> float | None:
+        return self.metrics.get(self.headline) if self.headline else None
+
+
+@dataclass(frozen=True)
+class Run:
+    """A finished run folder: who was evaluated, the per-task results, and where they came from."""
+
+    path: Path
+    model_name: str
+    model_source: str | None
+    layout: str | None
+    card: dict[str, Any]
+    tasks: dict[str, TaskResult]
+    provenance: dict[str, Any]
+    config: dict[str, Any]
+    raw: dict[str, Any]
+
+    def protocols(self) -> list[str | None]:
+        """The protocols of this run's tasks, in order of first appearance."""
+        seen: list[str | None] = []
+        for task in self.tasks.values():
+            if task.protocol not in seen:
+                seen.append(task.protocol)
+        return seen
+
+
+def _flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    flat: dict[str, float] = {}
+    for name, value in metrics.items():
+        full_name = f"{prefix}{name}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten_metrics(value, f"{full_name}."))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            flat[full_name] = float(value)
+        # Strings, lists and nulls are not numbers a table can show; readers must tolerate them.
+    return flat
+
+
+def _optional_int(value: Any) -> int | None:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _optional_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _parse_task(results_file: Path, name: str, entry: Any) -> TaskResult:
+    if not isinstance(entry, Mapping) or not isinstance(entry.get("metrics", {}), Mapping):
+        raise UserError(
+            f"{results_file}: task {name!r} must be an object with a `metrics` object (docs/run_folder.md); "
+            "regenerate the run with `tinyllava-bench eval` or fix the file"
+        )
+    metrics = _flatten_metrics(entry.get("metrics") or {})
+    headline = entry.get("headline") or DEFAULT_HEADLINES.get(name)
+    if headline is None and len(metrics) == 1:
+        headline = next(iter(metrics))
+    dataset = entry.get("dataset")
+    return TaskResult(
+        name=name,
+        metrics=metrics,
+        headline=headline,
+        n_samples=_optional_int(entry.get("n_samples")),
+        n_errors=_optional_int(entry.get("n_errors")),
+        protocol=_optional_str(entry.get("protocol")),
+        judge_model=_optional_str(entry.get("judge_model")),
+        dataset=dict(dataset) if isinstance(dataset, Mapping) else {},
+        limit=_optional_int(entry.get("limit")),
+    )
+
+
+def load_run(path: str | Path) -> Run:
+    """Read one run folder's results.json; unknown keys are kept in `raw` and otherwise ignored."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise UserError(
+            f"{folder}: no such run folder; give a folder written by `tinyllava-bench eval --output`"
+        )
+    results_file = folder / "results.json"
+    if not results_file.is_file():
+        raise UserError(
+            f"{folder}: no results.json, so this is not a finished run folder; "
+            f"finish it with `tinyllava-bench eval ... --output {folder}` (it resumes) or give another folder"
+        )
+    try:
+        raw = json.loads(results_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(
+            f"{results_file}: not valid JSON ({exc}); regenerate the run or fix the file"
+        ) from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{results_file}: must hold a JSON object (docs/run_folder.md)")
+    version = raw.get("schema_version")
+    if version not in SUPPORTED_SCHEMA_VERSIONS or isinstance(version, bool):
+        supported = ", ".join(str(v) for v in SUPPORTED_SCHEMA_VERSIONS)
+        raise UserError(
+            f"{results_file}: schema_version {version!r} is not one this tinyllava-bench reads ({supported}); "
+            "use the tinyllava-bench version that wrote the run, or re-run the evaluation"
+        )
+    model = raw.get("model")
+    tasks = raw.get("tasks", {})
+    if not isinstance(model, Mapping) or not isinstance(tasks, Mapping):
+        raise UserError(f"{results_file}: needs a `model` object and a `tasks` object (docs/run_folder.md)")
+    card = model.get("card")
+    provenance = raw.get("provenance")
+    config = raw.get("config")
+    return Run(
+        path=folder,
+        model_name=str(model.get("name") or folder.name),
+        model_source=_optional_str(model.get("source")),
+        layout=_optional_str(model.get("layout")),
+        card=dict(card) if isinstance(card, Mapping) else {},
+        tasks={str(name): _parse_task(results_file, str(name), entry) for name, entry in tasks.items()},
+        provenance=dict(provenance) if isinstance(provenance, Mapping) else {},
+        config=dict(config) if isinstance(config, Mapping) else {},
+        raw=raw,
+    )
+
+
+def load_runs(paths: Iterable[str | Path]) -> list[Run]:
+    """Read several run folders, in the order given."""
+    return [load_run(path) for path in paths]
+
+
+def samples_file(run: Run, task: str) -> Path:
+    """Where a run keeps the per-sample lines of one task."""
+    return run.path / f"samples_{task}.jsonl"
+
+
+def load_samples(path: str | Path) -> list[dict[str, Any]]:
+    """Read a samples_<task>.jsonl file; a truncated last line (a run stopped mid-write) is skipped."""
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"{file}: no such samples file; the run folder lacks this task's per-sample results")
+    lines = file.read_text(encoding="utf-8").splitlines()
+    samples: list[dict[str, Any]] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            sample = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):
+                break
+            raise UserError(f"{file}: line {number} is not valid JSON; regenerate or fix the file") from None
+        if not isinstance(sample, dict):
+            raise UserError(f"{file}: line {number} is not a JSON object")
+        samples.append(sample)
+    return samples
+
+
+def sample_identity(sample: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """What pairs one sample across two runs: the dataset's question_id plus row index.
+
+    The sample `key` also hashes the model fingerprint, so it pairs lines only between runs of the same checkpoint;
+    it is the fallback when a line has neither question_id nor index.
+    """
+    question_id, index = sample.get("question_id"), sample.get("index")
+    if question_id is not None or index is not None:
+        return ("row", "" if question_id is None else str(question_id), "" if index is None else str(index))
+    if sample.get("key") is not None:
+        return ("key", str(sample["key"]))
+    return None
+
+
+def benchmark_value(
+    run_tasks: Mapping[str, TaskResult], benchmark: Benchmark
+) -> tuple[TaskResult | None, float | None]:
+    """The task that fills a benchmark column and its headline value (None, None when no task has one)."""
+    for name in benchmark.tasks:
+        task = run_tasks.get(name)
+        if task is not None and task.headline_value is not None:
+            return task, task.headline_value
+    return None, None
+
+
+def full_scale(task: str, metric: str | None) -> float:
+    """The highest value a headline metric can take: 100 for percentages, more for MME's summed scores."""
+    return METRIC_FULL_SCALE.get((task, metric or ""), 100.0)
+
+
+def runs_to_frame(runs: Sequence[Run]) -> pd.DataFrame:
+    """A tidy long table, one row per (run, task, metric), for notebooks and custom reports."""
+    import pandas as pd
+
+    records = []
+    for run in runs:
+        for task in run.tasks.values():
+            for metric, value in task.metrics.items():
+                records.append(
+                    {
+                        "run": str(run.path),
+                        "model": run.model_name,
+                        "protocol": task.protocol,
+                        "task": task.name,
+                        "metric": metric,
+                        "value": value,
+                        "headline": metric == task.headline,
+                        "n_samples": task.n_samples,
+                        "n_errors": task.n_errors,
+                        "judge_model": task.judge_model,
+                        "limit": task.limit,
+                        **{f"card.{axis}": run.card.get(axis) for axis in CARD_AXES},
+                    }
+                )
+    columns = ["run", "model", "protocol", "task", "metric", "value", "headline", "n_samples", "n_errors"]
+    columns += ["judge_model", "limit", *(f"card.{axis}" for axis in CARD_AXES)]
+    return pd.DataFrame.from_records(records, columns=columns)
+
+
+@dataclass(frozen=True)
+class PaperRow:
+    """One row of paper_scores.csv: the variant's description and its published numbers by task column."""
+
+    variant: str
+    source: str
+    checkpoint: str | None
+    card: dict[str, Any]
+    scores: dict[str, float]
+
+
+def load_paper_scores(path: str | Path | None = None) -> list[PaperRow]:
+    """Read paper_scores.csv (the bundled copy unless `path` is given), empty cells left out of `scores`."""
+    import csv
+
+    from tinyllava_bench.paths import PAPER_SCORES_CSV
+
+    file = Path(path) if path is not None else PAPER_SCORES_CSV
+    if not file.is_file():
+        raise UserError(f"{file}: paper scores file not found; reinstall tinyllava-bench")
+    info_columns = {"variant", "source", "checkpoint", "recipe", "vision", "llm", "params_b", "resolution"}
+    rows = []
+    with file.open(newline="", encoding="utf-8") as handle:
+        for record in csv.DictReader(handle):
+            scores = {}
+            for column, text in record.items():
+                if column in info_columns or column is None or not (text or "").strip():
+                    continue
+                scores[column] = float(text)
+            card = {axis: (record.get(axis) or None) for axis in CARD_AXES}
+            rows.append(
+                PaperRow(
+                    variant=record["variant"],
+                    source=record.get("source") or "",
+                    checkpoint=record.get("checkpoint") or None,
+                    card=card,
+                    scores=scores,
+                )
+            )
+    return rows
+
+
+def paper_table_a1(rows: Sequence[PaperRow] | None = None) -> list[PaperRow]:
+    """The paper's Table A1: its 12 TinyLLaVA variants, in the paper's order."""
+    rows = load_paper_scores() if rows is None else rows
+    return [row for row in rows if re.search(r"\bTable A1\b", row.source)]
+
+
+def match_paper_row(run: Run, rows: Sequence[PaperRow]) -> PaperRow | None:
+    """The paper row a run compares with: card.paper_variant, else the model name (or its source) against the
+    `variant` or `checkpoint` column."""
+    wanted = run.card.get("paper_variant")
+    if wanted:
+        # A name the CSV lacks gives no match (the table says so) rather than a guess by model name.
+        return next((row for row in rows if row.variant == wanted), None)
+    for name in (run.model_name, run.model_source):
+        if not name:
+            continue
+        for row in rows:
+            if name in (row.variant, row.checkpoint):
+                return row
+    return None
