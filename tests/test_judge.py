@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-from judge_server import JudgeServer, chat_completion_body
 
+from tests.judge_server import JudgeServer, chat_completion_body
 from tinyllava_bench.errors import UserError
 from tinyllava_bench.judge import JudgeClient, judge_llava_wild, judge_mmvet
 from tinyllava_bench.judge import client as client_module

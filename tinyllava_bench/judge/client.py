@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -54,6 +55,8 @@ class JudgeClient:
         backoff: float = 1.0,
         max_backoff: float = 60.0,
     ) -> None:
+        self._key_locks: dict[str, threading.Lock] = {}
+        self._key_locks_guard = threading.Lock()
         api_key = os.environ.get(API_KEY_ENV, "")
         if not api_key.strip():
             raise UserError(
@@ -108,10 +111,16 @@ class JudgeClient:
         """Ask the judge once (from the cache when possible). `repeat` > 0 asks an identical request anew."""
         request = self.build_request(messages, temperature, max_tokens, extra_params)
         key = request_cache_key(request, repeat)
-        hit = self.cache.get(key)
-        if hit is not None:
-            return JudgeReply(content=hit.content, served_model=hit.served_model, cached=True)
+        # identical requests from parallel workers wait for the first one and then read its cached answer
+        with self._key_locks_guard:
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        with key_lock:
+            hit = self.cache.get(key)
+            if hit is not None:
+                return JudgeReply(content=hit.content, served_model=hit.served_model, cached=True)
+            return self._ask(request, key)
 
+    def _ask(self, request: dict[str, Any], key: str) -> JudgeReply:
         last_problem = "no request sent"
         n_requests = 0
         for attempt in range(self.max_retries + 1):

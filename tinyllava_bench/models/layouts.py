@@ -348,6 +348,7 @@ def _read_legacy(folder: Path, source: str, overrides: dict[str, Any], resolve: 
             "max_length": config.get("tokenizer_model_max_length"),
             "strip_question": False,
             "layout": "legacy",
+            "extra": _legacy_generation(folder),
         },
         overrides,
     )
@@ -369,6 +370,15 @@ def _read_legacy(folder: Path, source: str, overrides: dict[str, Any], resolve: 
         preprocessor=preprocessor,
         vocab_limit=len(tokenizer),  # builder.py: model.resize_token_embeddings(len(tokenizer))
     )
+
+
+def _legacy_generation(folder: Path) -> dict[str, Any]:
+    """The legacy model is the causal LM itself, so its generation_config.json (when saved) sets the EOS."""
+    path = folder / "generation_config.json"
+    if not path.is_file():
+        return {}
+    eos = json.loads(path.read_text()).get("eos_token_id")
+    return {"eos_token_id": eos} if eos is not None else {}
 
 
 # ----- HF llava ----------------------------------------------------------------------------------------------------

@@ -67,7 +67,10 @@ def load_model(name_or_path: str, device: str = "cpu", dtype: Any = None, **over
         parts = read_parts(folder, source, overrides, resolve_path)
         if card is not None:
             parts.name = card.name
-        return build_model(parts, device=device, dtype=resolve_dtype(dtype, device))
+        model = build_model(parts, device=device, dtype=resolve_dtype(dtype, device))
+    model.checkpoint_dir = folder
+    model.card = card
+    return model
 
 
 @contextmanager

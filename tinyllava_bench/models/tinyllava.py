@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -58,6 +59,8 @@ class TinyLlava(nn.Module):
         self.template = get_template(settings.template)
         self.name = name
         self.source = source
+        self.checkpoint_dir: Path | None = None  # set by load_model: where the files came from
+        self.card: Any = None  # the model-zoo card, when loaded by zoo name
 
     # ----- properties -------------------------------------------------------------------------------------------
     @property
@@ -174,7 +177,7 @@ class TinyLlava(nn.Module):
         ids = prompt_ids if prompt_ids is not None else [self.prompt_ids(q) for q in questions]
         features = self.encode_images(self._batch_pixels(images))
         inputs = self.splice(ids, features, padding_side="left")
-        eos = _eos_ids(self.language_model.generation_config, self.language_model.config)
+        eos = _eos_ids(self.settings.extra, self.language_model.generation_config, self.language_model.config)
         pad = self.tokenizer.pad_token_id
         if pad is None:
             pad = eos[0] if eos else 0
@@ -230,8 +233,10 @@ class TinyLlava(nn.Module):
         )
 
 
-def _eos_ids(generation_config: Any, config: Any) -> list[int]:
-    eos = getattr(generation_config, "eos_token_id", None)
+def _eos_ids(extra: dict[str, Any], generation_config: Any, config: Any) -> list[int]:
+    eos = extra.get("eos_token_id")
+    if eos is None:
+        eos = getattr(generation_config, "eos_token_id", None)
     if eos is None:
         eos = getattr(config, "eos_token_id", None)
     if eos is None:

@@ -1,0 +1,121 @@
+"""The `eval` verb: evaluate a model on tasks and write a run folder (results.json + samples_<task>.jsonl)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from tinyllava_bench.errors import UserError
+
+
+def _key_values(text: str | None, flag: str) -> dict[str, Any]:
+    """`a=1,b=x` → {"a": 1, "b": "x"} with YAML scalars (numbers, booleans, null)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        if "=" not in item:
+            raise UserError(f"{flag} takes key=value pairs separated by commas, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "eval", help="evaluate a model on benchmark tasks (batched, resumable, data-parallel)"
+    )
+    p.add_argument("--model", required=True, help="zoo name, hub id or local checkpoint folder")
+    p.add_argument("--tasks", required=True, help="comma-separated task names, or all")
+    p.add_argument("--output", default=None, help="run folder (default: results/<model>)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N rows of each task")
+    p.add_argument(
+        "--batch-size", default="auto", help="samples per batch, or auto (halves on out-of-memory)"
+    )
+    p.add_argument("--protocol", choices=("official", "lmms-eval"), default="official")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16", "float16"),
+        default=None,
+        help="default: float32 on CPU, float16 on GPU (the original scripts)",
+    )
+    p.add_argument("--num-workers", type=int, default=2, help="DataLoader workers decoding images")
+    p.add_argument("--judge-model", default=None, help="judge for mmvet / llava_wild (default: the paper's)")
+    p.add_argument("--judge-base-url", default=None, help="OpenAI-compatible endpoint; key in OPENAI_API_KEY")
+    p.add_argument("--judge-cache", default=None, help="judge answer cache (default: OUT/judge_cache)")
+    p.add_argument(
+        "--data-root",
+        default=None,
+        help="local copies: task T reads DIR/T.parquet, DIR/T.jsonl or DIR/T/ (hub column names)",
+    )
+    p.add_argument(
+        "--model-args",
+        default=None,
+        help="load_model overrides, e.g. template=v1,image_aspect=square,vision_select=patch",
+    )
+    p.add_argument("--task-options", default=None, help="task overrides, e.g. prompt.ocr_tokens=false")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=run_eval)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from tinyllava_bench.engine.runner import EvalConfig, evaluate, expand_tasks
+
+    if args.limit is not None and args.limit < 1:
+        raise UserError("--limit must be a positive number of rows")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    output = Path(args.output) if args.output else Path("results") / Path(args.model.rstrip("/")).name
+    config = EvalConfig(
+        model=args.model,
+        tasks=expand_tasks(args.tasks),
+        output=output,
+        limit=args.limit,
+        batch_size=args.batch_size,
+        protocol=args.protocol,
+        device=device,
+        dtype=args.dtype,
+        num_workers=max(0, args.num_workers),
+        judge_model=args.judge_model,
+        judge_base_url=args.judge_base_url,
+        judge_cache=Path(args.judge_cache) if args.judge_cache else None,
+        data_root=Path(args.data_root) if args.data_root else None,
+        seed=args.seed,
+        model_args=_key_values(args.model_args, "--model-args"),
+        task_options=_key_values(args.task_options, "--task-options"),
+        show_progress=True,
+    )
+    results = evaluate(config)
+    if results:
+        print(summary_table(results))
+        print(f"\nrun folder: {output}")
+    return 0
+
+
+def summary_table(results: dict[str, Any]) -> str:
+    """One line per task: headline metric, value, samples, errors, protocol."""
+    header = ("task", "metric", "value", "samples", "errors", "protocol")
+    rows = []
+    for name, entry in results.get("tasks", {}).items():
+        headline = entry.get("headline")
+        value = entry.get("metrics", {}).get(headline)
+        rows.append(
+            (
+                name,
+                headline or "",
+                "" if value is None else f"{value:.2f}",
+                str(entry.get("n_samples", "")),
+                str(entry.get("n_errors", "")),
+                entry.get("protocol", ""),
+            )
+        )
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    title = f"model: {results.get('model', {}).get('name')}"
+    return "\n".join([title, *lines])

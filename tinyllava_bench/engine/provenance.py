@@ -1,0 +1,94 @@
+"""Provenance for results.json: tool version and commit, package versions, device, checkpoint fingerprint."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import subprocess
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from tinyllava_bench import __version__
+from tinyllava_bench.paths import REPO_ROOT
+
+PACKAGES = (
+    "torch",
+    "transformers",
+    "tokenizers",
+    "datasets",
+    "accelerate",
+    "openai",
+    "numpy",
+    "pandas",
+    "pillow",
+    "safetensors",
+    "lmms-eval",
+)
+_CHUNK = 1 << 22
+
+
+@lru_cache(maxsize=1)
+def git_commit() -> str | None:
+    if not (REPO_ROOT / ".git").exists():
+        return None
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def device_description(device: str) -> str:
+    if str(device).startswith("cuda"):
+        import torch
+
+        if torch.cuda.is_available():
+            return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+    return f"cpu ({platform.processor() or platform.machine()})"
+
+
+@lru_cache(maxsize=16)
+def checkpoint_fingerprint(folder: str) -> str:
+    """sha256 over every config and weight file of the checkpoint (names and bytes), in a stable order."""
+    root = Path(folder)
+    digest = hashlib.sha256()
+    files = sorted(
+        p for p in root.rglob("*") if p.is_file() and p.suffix in (".json", ".safetensors", ".bin", ".model")
+    )
+    for path in files:
+        digest.update(str(path.relative_to(root)).encode())
+        with open(path, "rb") as handle:
+            while chunk := handle.read(_CHUNK):
+                digest.update(chunk)
+    return "sha256:" + digest.hexdigest()
+
+
+def fingerprint(data: Any) -> str:
+    """A short stable hash of JSON-able data (task configs, generation settings)."""
+    text = json.dumps(data, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def tool_provenance() -> dict[str, Any]:
+    return {
+        "tool_version": __version__,
+        "git_commit": git_commit(),
+        "packages": package_versions(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }

@@ -1,0 +1,398 @@
+"""The evaluation loop: for each task, generate what is not done yet (batched, sharded over ranks, appended to a
+write-ahead samples log), then on rank 0 score everything and write the run folder."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from tinyllava_bench.engine.batching import BatchSizer, Prepared, Request, prepared_batches
+from tinyllava_bench.engine.distributed import Dist, close_distributed, init_distributed
+from tinyllava_bench.engine.provenance import (
+    checkpoint_fingerprint,
+    device_description,
+    fingerprint,
+    tool_provenance,
+)
+from tinyllava_bench.engine.schema import RESULTS_FILE, SCHEMA_VERSION
+from tinyllava_bench.engine.store import (
+    SampleWriter,
+    read_json,
+    read_samples,
+    write_json_atomic,
+    write_jsonl_atomic,
+)
+from tinyllava_bench.errors import UserError
+
+# `--tasks all`: the paper's eight benchmarks (VQAv2 scored locally on val; test-dev is its own task)
+ALL_TASKS = ("vqav2", "gqa", "scienceqa_img", "textvqa", "mmvet", "pope", "llava_wild", "mme")
+
+
+@dataclass
+class EvalConfig:
+    model: str
+    tasks: list[str]
+    output: Path
+    limit: int | None = None
+    batch_size: int | str = "auto"
+    protocol: str = "official"
+    device: str = "cpu"
+    dtype: str | None = None
+    num_workers: int = 2
+    judge_model: str | None = None
+    judge_base_url: str | None = None
+    judge_cache: Path | None = None
+    data_root: Path | None = None
+    seed: int = 0
+    model_args: dict[str, Any] = field(default_factory=dict)
+    task_options: dict[str, Any] = field(default_factory=dict)
+    show_progress: bool = True
+
+    def public(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
+
+
+def expand_tasks(spec: str | list[str]) -> list[str]:
+    names = spec.split(",") if isinstance(spec, str) else list(spec)
+    out: list[str] = []
+    for name in (n.strip() for n in names if n.strip()):
+        for task in ALL_TASKS if name == "all" else (name,):
+            if task not in out:
+                out.append(task)
+    if not out:
+        raise UserError("--tasks is empty; name tasks (see `tinyllava-bench tasks`) or use all")
+    return out
+
+
+def samples_path(output: Path, task: str) -> Path:
+    return output / f"samples_{task}.jsonl"
+
+
+def log_path(output: Path, task: str, dist: Dist) -> Path:
+    """The write-ahead log a rank appends finished samples to (kept: it is what a rerun resumes from)."""
+    suffix = "" if dist.world == 1 else f".rank{dist.rank}"
+    return output / f"samples_{task}.partial{suffix}.jsonl"
+
+
+def finished_records(output: Path, task: str) -> dict[str, dict[str, Any]]:
+    """Every finished sample of any earlier run in `output`, by key (final file and all ranks' logs)."""
+    done: dict[str, dict[str, Any]] = {}
+    for path in sorted(output.glob(f"samples_{task}.partial*.jsonl")) + [samples_path(output, task)]:
+        for record in read_samples(path):
+            if record.get("key") and record.get("prediction") is not None:
+                done.setdefault(record["key"], record)
+    return done
+
+
+def evaluate(config: EvalConfig) -> dict[str, Any]:
+    """Run `config` and return results.json's content (on every rank; only rank 0 writes files)."""
+    import torch
+
+    from tinyllava_bench import load_model
+    from tinyllava_bench.tasks import load_task
+
+    started = time.time()
+    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    device = config.device
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda but no GPU is visible; use --device cpu")
+    dist = init_distributed(device)
+    try:
+        if device == "cuda" and dist.world > 1:
+            device = f"cuda:{dist.local_rank}"
+        tasks = [load_task(name) for name in expand_tasks(config.tasks)]  # fail fast on an unknown task
+        torch.manual_seed(config.seed)
+        model = load_model(config.model, device=device, dtype=config.dtype, **config.model_args)
+        checkpoint_fp = checkpoint_fingerprint(str(model.checkpoint_dir)) if model.checkpoint_dir else None
+        model_key = fingerprint(
+            {
+                "checkpoint": checkpoint_fp,
+                "settings": model.settings.to_dict(),
+                "dtype": str(model.dtype),
+                "device": device.split(":")[0],
+            }
+        )
+        output = Path(config.output)
+        results = (
+            _start_results(output, config, model, checkpoint_fp, model_key, started_at)
+            if dist.is_main
+            else {}
+        )
+        n_generated = 0
+        for task in tasks:
+            entry, generated = _run_task(task, model, model_key, config, output, dist)
+            n_generated += generated
+            if dist.is_main:
+                results["tasks"][task.name] = entry
+                _finish_provenance(results, started, n_generated)
+                write_json_atomic(output / RESULTS_FILE, results)
+        return dist.broadcast(results)
+    finally:
+        close_distributed()
+
+
+def _start_results(
+    output: Path, config: EvalConfig, model: Any, checkpoint_fp: str | None, model_key: str, started_at: str
+) -> dict[str, Any]:
+    previous = read_json(output / RESULTS_FILE)
+    same_model = previous and previous.get("provenance", {}).get("model_key") == model_key
+    card = model.card
+    if card is None:
+        from tinyllava_bench.models.zoo import card_for_checkpoint
+
+        card = card_for_checkpoint(config.model)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "model": {
+            "name": card.name if card else model.name,
+            "source": config.model,
+            "layout": model.settings.layout,
+            "card": card.metadata() if card else _card_from_model(model),
+        },
+        "tasks": dict(previous.get("tasks", {})) if same_model else {},
+        "config": {**config.public(), "model_settings": model.settings.to_dict()},
+        "provenance": {
+            **tool_provenance(),
+            "device": device_description(config.device),
+            "dtype": str(model.dtype).replace("torch.", ""),
+            "checkpoint_fingerprint": checkpoint_fp,
+            "model_key": model_key,
+            "seed": config.seed,
+            "started_at": started_at,
+        },
+    }
+
+
+def _card_from_model(model: Any) -> dict[str, Any]:
+    extra = model.settings.extra
+    return {
+        "llm": model.language_model.config.model_type,
+        "vision": model.vision_tower.family,
+        "connector": model.settings.connector,
+        "recipe": extra.get("recipe"),
+        "data": extra.get("data"),
+        "template": model.settings.template,
+        "image_aspect": model.settings.image_aspect,
+        "image_tokens": model.num_image_tokens,
+        "params_b": round(sum(p.numel() for p in model.parameters()) / 1e9, 3),
+        "paper_variant": extra.get("paper_variant"),
+    }
+
+
+def _finish_provenance(results: dict[str, Any], started: float, n_generated: int) -> None:
+    wall = time.time() - started
+    results["provenance"]["wall_time_s"] = round(wall, 3)
+    results["provenance"]["samples_generated"] = n_generated
+    results["provenance"]["samples_per_s"] = round(n_generated / wall, 3) if wall > 0 else None
+
+
+def _run_task(
+    task: Any, model: Any, model_key: str, config: EvalConfig, output: Path, dist: Dist
+) -> tuple[dict[str, Any], int]:
+    from tinyllava_bench.tasks import apply_overrides, build_question, load_task_data
+
+    protocol = config.protocol
+    if config.task_options:
+        task = apply_overrides(task, config.task_options)
+    data = load_task_data(task, data_root=config.data_root, protocol=protocol)
+    generation = task.generation_for(protocol)
+    text_rows = _text_rows(data)
+    indices = list(range(len(text_rows)))[: config.limit] if config.limit else list(range(len(text_rows)))
+    question_ids = data.question_ids()
+    task_key = fingerprint(
+        {
+            "task": task.model_dump(mode="json"),
+            "protocol": protocol,
+            "prompt": task.prompt_for(protocol).model_dump(mode="json"),
+            "generation": generation.model_dump(mode="json"),
+            "data": data.fingerprint(),
+        }
+    )
+    keys = {i: fingerprint([model_key, task_key, i, str(question_ids[i])]) for i in indices}
+
+    # rank 0 decides what is left (other ranks may already be writing); everyone waits for its list
+    pending = (
+        [i for i in indices if keys[i] not in finished_records(output, task.name)] if dist.is_main else None
+    )
+    todo = dist.shard(dist.broadcast(pending))
+    requests = []
+    for i in todo:
+        question = build_question(task, text_rows[i], protocol)
+        fields = {name: text_rows[i].get(name) for name in task.columns.fields if name in text_rows[i]}
+        requests.append(
+            Request(
+                i,
+                keys[i],
+                question_ids[i],
+                question,
+                model.render_prompt(question),
+                model.prompt_ids(question),
+                fields,
+            )
+        )
+    requests.sort(key=lambda r: -len(r.prompt_ids))  # longest first: out-of-memory shows up at once
+    generated = _generate(requests, data, model, generation.max_new_tokens, config, output, task.name, dist)
+    dist.barrier()
+    if not dist.is_main:
+        return {}, generated
+    return _score_task(task, data, text_rows, indices, keys, question_ids, config, output), generated
+
+
+def _text_rows(data: Any) -> list[dict[str, Any]]:
+    image_column = data.task.columns.image
+    rows = data.rows
+    if image_column and image_column in rows.column_names:
+        rows = rows.remove_columns(image_column)
+    return rows.to_list()
+
+
+def _generate(
+    requests: list[Request],
+    data: Any,
+    model: Any,
+    max_new_tokens: int,
+    config: EvalConfig,
+    output: Path,
+    task: str,
+    dist: Dist,
+) -> int:
+    from tqdm.auto import tqdm
+
+    if not requests:
+        return 0
+    sizer = BatchSizer(config.batch_size, config.device)
+    bar = tqdm(
+        total=len(requests),
+        desc=task,
+        unit="sample",
+        disable=not (config.show_progress and dist.is_main),
+        dynamic_ncols=True,
+    )
+    with SampleWriter(log_path(output, task, dist)) as writer:
+        for batch in prepared_batches(
+            requests, data.image, model.preprocessor, sizer.size, config.num_workers
+        ):
+            records = _generate_batch(batch, model, max_new_tokens, sizer)
+            writer.write(records)
+            bar.update(len(batch))
+    bar.close()
+    return len(requests)
+
+
+def _generate_batch(batch: list[Prepared], model: Any, max_new_tokens: int, sizer: BatchSizer) -> list[dict]:
+    ready = [p for p in batch if p.error is None]
+
+    def run(chunk: list[Prepared]) -> list[list[int]]:
+        return model.generate_ids(
+            [p.pixels for p in chunk],
+            [p.request.question for p in chunk],
+            max_new_tokens=max_new_tokens,
+            prompt_ids=[p.request.prompt_ids for p in chunk],
+        )
+
+    outputs: dict[int, tuple[str | None, str | None]] = {}
+    try:
+        texts = model.decode(sizer.run(ready, run))
+        outputs = {id(p): (text, None) for p, text in zip(ready, texts)}
+    except Exception as exc:
+        if ready and len(ready) == 1:
+            outputs = {id(ready[0]): (None, f"generation: {type(exc).__name__}: {exc}".splitlines()[0])}
+        else:  # find the sample that fails; the others still get their answers
+            for prepared in ready:
+                outputs.update(_isolated(prepared, run, model))
+    records = []
+    for prepared in batch:
+        prediction, error = outputs.get(id(prepared), (None, prepared.error))
+        request = prepared.request
+        records.append(
+            {
+                "schema_version": SCHEMA_VERSION,
+                "key": request.key,
+                "index": request.index,
+                "question_id": request.question_id,
+                "prompt": request.prompt,
+                "prediction": prediction,
+                "parsed": None,
+                "score": None,
+                "error": error,
+                "fields": request.fields,
+            }
+        )
+    return records
+
+
+def _isolated(prepared: Prepared, run: Any, model: Any) -> dict[int, tuple[str | None, str | None]]:
+    try:
+        return {id(prepared): (model.decode(run([prepared]))[0], None)}
+    except Exception as exc:
+        return {id(prepared): (None, f"generation: {type(exc).__name__}: {exc}".splitlines()[0])}
+
+
+def _score_task(
+    task: Any,
+    data: Any,
+    text_rows: list[dict],
+    indices: list[int],
+    keys: dict[int, str],
+    question_ids: list[Any],
+    config: EvalConfig,
+    output: Path,
+) -> dict[str, Any]:
+    from tinyllava_bench.tasks import score_predictions, write_submission
+
+    done = finished_records(output, task.name)
+    errors_before = read_samples(samples_path(output, task.name))
+    failed = {r["key"]: r for r in errors_before if r.get("key") and r.get("prediction") is None}
+    for path in output.glob(f"samples_{task.name}.partial*.jsonl"):
+        for record in read_samples(path):
+            if record.get("prediction") is None and record.get("key") not in done:
+                failed[record["key"]] = record
+    records = []
+    for i in indices:
+        record = done.get(keys[i]) or failed.get(keys[i])
+        if record is None:
+            raise RuntimeError(
+                f"sample {i} of {task.name} was neither generated nor failed; rerun to finish it"
+            )
+        records.append(dict(record))
+    predictions = [r["prediction"] for r in records]
+    judge = (
+        _judge_client(task, config, output)
+        if task.judged and any(p is not None for p in predictions)
+        else None
+    )
+    scored = score_predictions(
+        task, [text_rows[i] for i in indices], predictions, config.protocol, judge=judge
+    )
+    for sample in scored["samples"]:
+        record = records[sample["index"]]
+        record["parsed"], record["score"] = sample["parsed"], sample["score"]
+        if sample.get("error"):
+            record["error"] = sample["error"]
+    write_jsonl_atomic(samples_path(output, task.name), records)
+    if task.submission:
+        write_submission(
+            task, [question_ids[i] for i in indices], predictions, output / f"submission_{task.name}.json"
+        )
+    return {
+        "metrics": scored["metrics"],
+        "headline": task.headline,
+        "n_samples": len(indices),
+        "n_errors": sum(1 for r in records if r.get("error")),
+        "protocol": config.protocol,
+        "judge_model": scored.get("judge_model"),
+        "dataset": data.provenance(),
+        "generation": task.generation_for(config.protocol).model_dump(mode="json"),
+        "limit": config.limit,
+    }
+
+
+def _judge_client(task: Any, config: EvalConfig, output: Path) -> Any:
+    from tinyllava_bench.judge import JudgeClient, default_judge_model
+
+    cache = Path(config.judge_cache) if config.judge_cache else output / "judge_cache"
+    model = config.judge_model or default_judge_model(task.name, config.protocol)
+    return JudgeClient(model, base_url=config.judge_base_url, cache_dir=cache)

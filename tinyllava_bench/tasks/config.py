@@ -1,0 +1,277 @@
+"""The schema of a task YAML (tasks/*.yaml), validated on load so a typo names its field and its file."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from tinyllava_bench.errors import UserError
+from tinyllava_bench.metrics import PROTOCOLS, SCORER_MODULES
+
+SUBMISSION_FORMATS = ("vqav2_evalai", "gqa", "mmvet")
+# scorers whose per-sample scores come from an LLM judge
+JUDGED_SCORERS = ("mmvet", "llava_wild")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ImageJoinConfig(_Strict):
+    """Images kept in a second config of the hub dataset (GQA), joined to the questions on a key."""
+
+    name: str  # config of the images, e.g. testdev_balanced_images
+    split: str
+    path: str | None = None  # hub id of the images; default: the questions' dataset
+    row_key: str  # column of the question rows, e.g. imageId
+    image_key: str = "id"  # column of the image rows that row_key matches
+    image_column: str = "image"
+
+
+class DatasetConfig(_Strict):
+    """Where the rows come from: a hub dataset (pinned by revision) or a local copy."""
+
+    path: str = Field(min_length=1)  # hub id
+    name: str | None = None  # hub config
+    split: str = Field(min_length=1)
+    revision: str = Field(default="main", min_length=1)
+    local_path: str | None = None  # overrides the hub when set; a relative path is from the current directory
+    images: ImageJoinConfig | None = None
+
+
+class ColumnsConfig(_Strict):
+    """Column names, as the hub dataset spells them."""
+
+    question_id: str | None  # None: the dataset has no id column (ScienceQA); the 0-based row index is the id
+    question: str
+    image: str | None = "image"
+    required: tuple[str, ...] = ()  # needed to score (images never are)
+    fields: tuple[str, ...] = ()  # per-sample values recorded with each sample (categories, gold answers)
+
+
+class PromptConfig(_Strict):
+    """How a row becomes the question text (before `<image>\\n` and the chat template).
+
+    Plain questions: pre_prompt + question + [OCR line] + suffix, with the question first optionally stripped,
+    cleaned of `remove` strings, stripped again and capitalised, in that order. Multiple choice:
+    pre_prompt + [context_prefix + hint + "\\n"] + question + "\\n" + "A. ..." lines + suffix.
+    """
+
+    format: Literal["question", "multiple_choice"] = "question"
+    pre_prompt: str = ""
+    suffix: str = ""
+    strip_before: bool = False
+    remove: tuple[str, ...] = ()
+    strip_after: bool = False
+    capitalize: bool = False  # str.capitalize: first letter upper, the rest lower
+    ocr_tokens: bool = False
+    ocr_column: str = "ocr_tokens"
+    ocr_prefix: str = "\nReference OCR token: "
+    ocr_separator: str = ", "
+    ocr_skip_empty: bool = True  # no OCR line at all when a row has no tokens
+    hint_column: str = "hint"
+    choices_column: str = "choices"
+    context_prefix: str = "Context: "
+    strip_body: bool = False  # multiple choice: strip the text before the suffix is added
+
+
+class GenerationConfig(_Strict):
+    max_new_tokens: int = Field(gt=0)
+    temperature: float = Field(default=0.0, ge=0)
+    num_beams: int = Field(default=1, ge=1)
+
+
+class JudgeConfig(_Strict):
+    """The judge the paper's numbers used; `--judge-model` replaces the model."""
+
+    model: str = Field(min_length=1)
+    temperature: float = Field(ge=0)
+    max_tokens: int = Field(gt=0)
+
+
+class ProtocolOverride(_Strict):
+    """Per-protocol changes to the prompt and generation settings (only the keys given change)."""
+
+    prompt: dict[str, Any] = Field(default_factory=dict)
+    generation: dict[str, Any] = Field(default_factory=dict)
+    notes: str = ""
+
+
+class TaskConfig(_Strict):
+    """One benchmark task: data, prompt, generation settings and scorer."""
+
+    name: str = Field(pattern=r"^[a-z0-9_]+$")
+    description: str
+    dataset: DatasetConfig
+    columns: ColumnsConfig
+    prompt: PromptConfig
+    generation: GenerationConfig
+    scorer: str | None  # None: no local answers (test-dev), only a submission file
+    headline: str = Field(min_length=1)
+    judge: JudgeConfig | None = None
+    submission: Literal["vqav2_evalai", "gqa", "mmvet"] | None = None
+    size: int = Field(gt=0)  # rows of the full split
+    protocols: dict[str, ProtocolOverride] = Field(default_factory=dict)
+    notes: str = ""
+
+    _source: Path | None = PrivateAttr(default=None)
+
+    @field_validator("scorer")
+    @classmethod
+    def _known_scorer(cls, value: str | None) -> str | None:
+        if value is not None and value not in SCORER_MODULES:
+            raise ValueError(f"unknown scorer {value!r}; known: {', '.join(sorted(SCORER_MODULES))}")
+        return value
+
+    @field_validator("protocols")
+    @classmethod
+    def _known_protocols(cls, value: dict[str, ProtocolOverride]) -> dict[str, ProtocolOverride]:
+        unknown = sorted(set(value) - set(PROTOCOLS))
+        if unknown:
+            raise ValueError(f"unknown protocol(s) {', '.join(unknown)}; known: {', '.join(PROTOCOLS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TaskConfig:
+        if self.scorer in JUDGED_SCORERS and self.judge is None:
+            raise ValueError(
+                f"judge: scorer {self.scorer!r} is judged by an LLM, so the task needs a judge block"
+            )
+        for protocol, override in self.protocols.items():
+            for section, base in (("prompt", self.prompt), ("generation", self.generation)):
+                changes = getattr(override, section)
+                try:
+                    type(base).model_validate({**base.model_dump(), **changes})
+                except ValidationError as exc:
+                    raise ValueError(f"protocols.{protocol}.{section}: {_describe_errors(exc)}") from None
+        return self
+
+    @property
+    def source(self) -> Path | None:
+        """The YAML file this task was read from."""
+        return self._source
+
+    @property
+    def judged(self) -> bool:
+        return self.scorer in JUDGED_SCORERS
+
+    def prompt_for(self, protocol: str = "official") -> PromptConfig:
+        """The prompt settings under `protocol` (the task's own, with that protocol's changes applied)."""
+        _check_protocol(protocol)
+        override = self.protocols.get(protocol)
+        if override is None or not override.prompt:
+            return self.prompt
+        return PromptConfig.model_validate({**self.prompt.model_dump(), **override.prompt})
+
+    def generation_for(self, protocol: str = "official") -> GenerationConfig:
+        """The generation settings under `protocol`."""
+        _check_protocol(protocol)
+        override = self.protocols.get(protocol)
+        if override is None or not override.generation:
+            return self.generation
+        return GenerationConfig.model_validate({**self.generation.model_dump(), **override.generation})
+
+    def required_columns(self, protocol: str = "official", *, for_prompt: bool = False) -> list[str]:
+        """Columns a local copy must have: those scoring needs, plus those the prompt reads when `for_prompt`."""
+        columns = list(self.columns.required)
+        if self.columns.question_id is not None:
+            columns.append(self.columns.question_id)
+        if for_prompt:
+            prompt = self.prompt_for(protocol)
+            columns.append(self.columns.question)
+            if prompt.format == "multiple_choice":
+                columns += [prompt.hint_column, prompt.choices_column]
+            if prompt.ocr_tokens:
+                columns.append(prompt.ocr_column)
+        return list(dict.fromkeys(columns))
+
+
+def _check_protocol(protocol: str) -> None:
+    if protocol not in PROTOCOLS:
+        raise UserError(f"unknown protocol {protocol!r}; use one of: {', '.join(PROTOCOLS)}")
+
+
+def _describe_errors(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        location = ".".join(str(part) for part in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        parts.append(f"{location}: {message}" if location else message)
+    return "; ".join(parts)
+
+
+def parse_task(data: Any, source: Path | str = "<task>") -> TaskConfig:
+    """Validate a parsed task YAML; a bad field raises UserError naming the field and `source`."""
+    if not isinstance(data, Mapping):
+        raise UserError(f"task file {source} must hold a mapping of fields (name, dataset, prompt, ...)")
+    try:
+        task = TaskConfig.model_validate(dict(data))
+    except ValidationError as exc:
+        raise UserError(f"task file {source} is invalid: {_describe_errors(exc)}") from None
+    task._source = Path(source) if str(source) != "<task>" else None
+    return task
+
+
+def read_task_file(path: Path) -> TaskConfig:
+    """Read and validate one task YAML."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot read task file {path}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f" (line {mark.line + 1}, column {mark.column + 1})"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise UserError(f"task file {path} is not valid YAML{where}: {problem}") from None
+    task = parse_task(data, path)
+    if task.name != path.stem:
+        raise UserError(f"task file {path}: name {task.name!r} must match the file name {path.stem!r}")
+    return task
+
+
+def apply_overrides(task: TaskConfig, overrides: Mapping[str, Any]) -> TaskConfig:
+    """A copy of `task` with dotted-key changes, e.g. {"prompt.ocr_tokens": False}; they win over protocols.
+
+    String values are read as YAML scalars, so "false" and "128" from a command line become False and 128.
+    """
+    if not overrides:
+        return task
+    data = task.model_dump()
+    for key, raw in overrides.items():
+        value = yaml.safe_load(raw) if isinstance(raw, str) else raw
+        parts = key.split(".")
+        if not all(parts):
+            raise UserError(f"task option {key!r} is not a dotted field name like prompt.ocr_tokens")
+        node = data
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                raise UserError(f"task {task.name}: no option {key!r} (unknown field {part!r})")
+            node = node[part]
+        if parts[-1] not in node:
+            raise UserError(f"task {task.name}: no option {key!r}; see tasks/{task.name}.yaml for the fields")
+        node[parts[-1]] = value
+        # the user's choice must win over every protocol's own change to the same key
+        if parts[0] in ("prompt", "generation") and len(parts) == 2:
+            for override in data["protocols"].values():
+                override[parts[0]].pop(parts[1], None)
+    source = task.source or f"<task {task.name}>"
+    changed = parse_task(copy.deepcopy(data), source)
+    changed._source = task.source
+    return changed
