@@ -28,11 +28,10 @@ _UNUSED = (
     re.compile(r"^vision_tower\.model\.embeddings\.position_ids$"),
 )
 _VISION_LAYER = re.compile(r"^vision_tower\.model\.encoder\.layers\.(\d+)\.")
-# Model tensors a checkpoint may lack: the vision post-layernorm (never on the feature path) and lm_head.bias
-# (the legacy Phi class has no bias: zero is what it computed).
-_OPTIONAL = (
-    re.compile(r"^vision_tower\.model\.post_layernorm\."),
-    re.compile(r"^language_model\.lm_head\.bias$"),
+# Model tensors a checkpoint may lack: the vision post-layernorm, never on the feature path.
+_OPTIONAL = (re.compile(r"^vision_tower\.model\.post_layernorm\."),)
+LM_HEAD_BIAS = (
+    r"^language_model\.lm_head\.bias$"  # legacy Phi and Llava heads have none: zero is what they computed
 )
 
 
@@ -51,6 +50,7 @@ class CheckpointParts:
     preprocessor: ImagePreprocessor
     connector_kwargs: dict[str, Any] = field(default_factory=dict)
     vocab_limit: int | None = None  # legacy code resized the LM to len(tokenizer)
+    optional_keys: tuple[str, ...] = ()  # regexes of model tensors this layout may lack (filled with 0 / 1)
 
 
 def build_model(parts: CheckpointParts, device: str = "cpu", dtype: torch.dtype | None = None) -> TinyLlava:
@@ -74,7 +74,8 @@ def build_model(parts: CheckpointParts, device: str = "cpu", dtype: torch.dtype 
     model = TinyLlava(
         tower, connector, llm, parts.tokenizer, parts.preprocessor, settings, parts.name, parts.source
     )
-    _load_strict(model, parts.state, keep, dtype, parts.source)
+    optional = _OPTIONAL + tuple(re.compile(p) for p in parts.optional_keys)
+    _load_strict(model, parts.state, keep, dtype, parts.source, optional)
     tied = bool(getattr(parts.text_config, "tie_word_embeddings", False))
     if tied:
         llm.tie_weights()
@@ -86,7 +87,12 @@ def build_model(parts: CheckpointParts, device: str = "cpu", dtype: torch.dtype 
 
 
 def _load_strict(
-    model: TinyLlava, state: dict[str, torch.Tensor], keep: int, dtype: torch.dtype, source: str
+    model: TinyLlava,
+    state: dict[str, torch.Tensor],
+    keep: int,
+    dtype: torch.dtype,
+    source: str,
+    optional: tuple[re.Pattern, ...],
 ) -> None:
     expected = model.state_dict()
     tied = bool(getattr(model.language_model.config, "tie_word_embeddings", False))
@@ -95,7 +101,7 @@ def _load_strict(
         k
         for k in expected
         if k not in state
-        and not any(p.search(k) for p in _OPTIONAL)
+        and not any(p.search(k) for p in optional)
         and not (tied and k == "language_model.lm_head.weight")
     ]
     if missing:
@@ -114,7 +120,7 @@ def _load_strict(
         raise UserError(f"{source}: weight shapes do not match config.json: {_sample(wrong)}")
     to_load = {k: state[k].to(dtype) for k in expected if k in state}
     for key, tensor in expected.items():
-        if key not in to_load and any(p.search(key) for p in _OPTIONAL):
+        if key not in to_load and any(p.search(key) for p in optional):
             fill = torch.ones if key.endswith("weight") else torch.zeros
             to_load[key] = fill(tensor.shape, dtype=dtype)
     model.load_state_dict(to_load, strict=False, assign=True)

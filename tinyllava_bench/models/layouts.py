@@ -15,7 +15,13 @@ from typing import Any
 import torch
 
 from tinyllava_bench.errors import UserError
-from tinyllava_bench.models.assemble import CONNECTOR_PREFIX, LLM_PREFIX, VISION_PREFIX, CheckpointParts
+from tinyllava_bench.models.assemble import (
+    CONNECTOR_PREFIX,
+    LLM_PREFIX,
+    LM_HEAD_BIAS,
+    VISION_PREFIX,
+    CheckpointParts,
+)
 from tinyllava_bench.models.checkpoint_files import has_weights, read_state_dict
 from tinyllava_bench.models.llm import LEGACY_MODEL_TYPES, text_config_from_dict
 from tinyllava_bench.models.preprocess import ImagePreprocessor, preprocessor_for
@@ -369,6 +375,7 @@ def _read_legacy(folder: Path, source: str, overrides: dict[str, Any], resolve: 
         tokenizer=tokenizer,
         preprocessor=preprocessor,
         vocab_limit=len(tokenizer),  # builder.py: model.resize_token_embeddings(len(tokenizer))
+        optional_keys=(LM_HEAD_BIAS,),
     )
 
 
@@ -443,4 +450,5 @@ def _read_hf_llava(folder: Path, source: str, overrides: dict[str, Any], resolve
         state=state,
         tokenizer=tokenizer,
         preprocessor=preprocessor_for(kind, vision_config.image_size, settings.image_aspect, processor_cfg),
+        optional_keys=(LM_HEAD_BIAS,),  # Llava's lm_head has no bias; ours writes one only when non-zero
     )
