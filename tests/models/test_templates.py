@@ -116,3 +116,18 @@ def test_pretrain_labels():
     assert ids[:2] == [tok.bos_token_id, IMAGE_TOKEN_INDEX]
     assert labels[:2] == [IGNORE_INDEX, IGNORE_INDEX]
     assert _answer_text(tok, ids, labels) == "a red circle\n"
+
+
+def test_whitespace_token_before_an_answer_is_learned():
+    """A tokenizer that splits the space before an answer into a token of its own must label that token."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {c: i for i, c in enumerate(["[UNK]", "</s>", " ", "A", "S", "I", "T", "N", "U", "E", "R", ":", "2", "<image>"])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")  # one token per character
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>", unk_token="[UNK]")
+    template = get_template("v1")
+    ids, labels = encode_conversation(template, fast, [("<image>\nq", "2")])
+    labelled = [fast.convert_ids_to_tokens(t) for t, label in zip(ids, labels) if label != IGNORE_INDEX]
+    assert labelled[0] == " " and labelled[1] == "2"

@@ -30,12 +30,23 @@ def encode_conversation(
     """
     text, spans = template.render_conversation(turns)
     ids, offsets = _tokenize_chunks(text, tokenizer, with_offsets=True)
-    labels = []
-    for token_id, (start, end) in zip(ids, offsets):
-        in_answer = (
-            token_id != IMAGE_TOKEN_INDEX and end > start and any(end > s and start < e for s, e in spans)
-        )
-        labels.append(token_id if in_answer else IGNORE_INDEX)
+    # The whitespace between "ASSISTANT:" and an answer belongs to the answer: a tokenizer that makes it a token of
+    # its own (SentencePiece's "▁" before a digit) must learn to produce it, since eval prompts end at "ASSISTANT:".
+    gaps = [start - (len(text[:start]) - len(text[:start].rstrip())) for start, _ in spans]
+    labels = [IGNORE_INDEX] * len(ids)
+    span = 0
+    for i, (token_id, (start, end)) in enumerate(zip(ids, offsets)):
+        if token_id == IMAGE_TOKEN_INDEX or end <= start:
+            continue
+        while span < len(spans) and spans[span][1] <= start:  # tokens and spans both run left to right
+            span += 1
+        if span == len(spans):
+            break
+        answer_start, answer_end = spans[span]
+        overlaps_answer = end > answer_start and start < answer_end
+        in_gap = start >= gaps[span] and end <= answer_start
+        if overlaps_answer or in_gap:
+            labels[i] = token_id
     return ids, labels
 
 

@@ -1,0 +1,107 @@
+"""The `train` verb: train a TinyLLaVA variant with the paper's recipes (pretrain → [share-pretrain] → finetune)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a variant with the paper's recipes (see docs/training.md)",
+        description="Train a TinyLLaVA model stage by stage; each stage starts from the previous stage's output "
+        "and writes a native checkpoint to OUTPUT/<stage>/ that `eval` reads as is.",
+    )
+    model = parser.add_mutually_exclusive_group()
+    model.add_argument("--variant", help="model-zoo name: LLM, vision tower, connector, template and recipe")
+    model.add_argument("--config", type=Path, help="training config YAML (model, recipe, overrides, data)")
+    parser.add_argument("--data-root", type=Path, help="folder with <stage>.json files and images/")
+    parser.add_argument("--output", type=Path, required=True, help="run folder; one subfolder per stage")
+    parser.add_argument("--stages", help="comma-separated stages to run, in recipe order (default: all)")
+    parser.add_argument("--init-from", help="checkpoint (any layout) the first selected stage starts from")
+    parser.add_argument("--max-steps", type=int, help="stop each stage after this many optimizer steps")
+    parser.add_argument("--per-device-batch-size", type=int)
+    parser.add_argument(
+        "--grad-accum",
+        type=int,
+        help="gradient accumulation steps (default: reach the recipe's global batch)",
+    )
+    precision = parser.add_mutually_exclusive_group()
+    precision.add_argument("--bf16", dest="precision", action="store_const", const="bf16")
+    precision.add_argument("--fp16", dest="precision", action="store_const", const="fp16")
+    parser.add_argument("--gradient-checkpointing", action="store_true")
+    parser.add_argument(
+        "--deepspeed", help="zero2 | zero3 | auto (zero2 pretrain, zero3 when the LLM trains) | FILE"
+    )
+    parser.add_argument("--model-max-length", type=int, help="sequence limit, image tokens included")
+    parser.add_argument("--seed", type=int, help="seed of the connector init and the data order (default 42)")
+    parser.add_argument(
+        "--resume", action="store_true", help="skip finished stages, resume the last checkpoint"
+    )
+    parser.add_argument("--save-steps", type=int, default=500, help="checkpoint every N steps (default 500)")
+    parser.add_argument("--save-total-limit", type=int, default=1)
+    parser.add_argument("--keep-checkpoints", action="store_true", help="keep checkpoints of finished stages")
+    parser.add_argument("--logging-steps", type=int, default=10)
+    parser.add_argument("--dataloader-workers", type=int, default=2)
+    parser.add_argument(
+        "--preprocess-workers",
+        type=int,
+        help="processes tokenising large data files (default: up to 8 cores)",
+    )
+    parser.add_argument("--report-to", default="none", help="tensorboard, wandb, ... (default none)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run_train, precision="fp32")
+
+
+def _configure_logging(quiet: bool) -> None:
+    log = logging.getLogger("tinyllava_bench.train")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("[%(asctime)s %(levelname)s] %(message)s", "%H:%M:%S"))
+        log.addHandler(handler)
+    # other processes of a distributed run only report problems
+    log.setLevel(logging.WARNING if quiet or int(os.environ.get("RANK", "0")) else logging.INFO)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from tinyllava_bench.errors import UserError
+
+    if not args.variant and not args.config:
+        raise UserError("say which model to train: --variant NAME or --config FILE (see docs/training.md)")
+    _configure_logging(quiet=False)
+    from tinyllava_bench.train.plan import RunOptions, build_plan
+    from tinyllava_bench.train.trainer import run_training
+
+    options = RunOptions(
+        output=args.output,
+        data_root=args.data_root,
+        stages=[s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None,
+        max_steps=args.max_steps,
+        per_device_batch_size=args.per_device_batch_size,
+        grad_accum=args.grad_accum,
+        precision=args.precision,
+        gradient_checkpointing=args.gradient_checkpointing,
+        deepspeed=args.deepspeed,
+        seed=args.seed,
+        resume=args.resume,
+        init_from=args.init_from,
+        model_max_length=args.model_max_length,
+        save_steps=args.save_steps,
+        save_total_limit=args.save_total_limit,
+        keep_checkpoints=args.keep_checkpoints,
+        logging_steps=args.logging_steps,
+        dataloader_workers=args.dataloader_workers,
+        **({"preprocess_workers": args.preprocess_workers} if args.preprocess_workers else {}),
+        report_to=args.report_to,
+        progress=not args.no_progress,
+    )
+    plan = build_plan(args.variant, args.config, options)
+    folders = run_training(plan)
+    if int(os.environ.get("RANK", "0")) == 0:
+        for folder in folders:
+            print(folder)
+    return 0

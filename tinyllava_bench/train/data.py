@@ -1,0 +1,483 @@
+"""LLaVA conversation data → token ids + labels (template-driven), truncation accounting, images, collation.
+
+A record is `{id, image?, conversations: [{from: human|gpt, value}]}` with `<image>` in the human turn that shows
+the image. Every record is tokenised up front, so the run knows exactly how many samples were cut to
+`model_max_length` (image tokens counted as the spliced length) and how many were set aside, and why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from tinyllava_bench.errors import UserError
+from tinyllava_bench.models.templates import IMAGE_PLACEHOLDER, Template
+from tinyllava_bench.models.tokenization import IGNORE_INDEX, IMAGE_TOKEN_INDEX, encode_conversation
+
+logger = logging.getLogger("tinyllava_bench.train")
+
+HUMAN_ROLES = ("human", "user")
+ASSISTANT_ROLES = ("gpt", "assistant")
+
+# Why a record can be set aside; each reason is counted and reported, never silently.
+SKIP_MALFORMED = "malformed_conversation"
+SKIP_PLACEHOLDERS = "image_placeholder_mismatch"
+SKIP_MISSING_IMAGE = "missing_image_file"
+SKIP_NO_IMAGE_IN_CAPTION_STAGE = "text_only_in_caption_stage"
+SKIP_IMAGE_PAST_LIMIT = "image_past_model_max_length"
+SKIP_NO_TARGET = "no_answer_tokens_within_model_max_length"
+
+
+@dataclass
+class DataReport:
+    """What became of the records of one data file."""
+
+    path: str
+    image_folder: str
+    fingerprint: str
+    records: int = 0
+    kept: int = 0
+    with_images: int = 0
+    text_only: int = 0
+    truncated: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    skipped_examples: dict[str, list[str]] = field(default_factory=dict)
+    tokens: int = 0  # spliced tokens of the kept samples (image tokens included)
+    target_tokens: int = 0
+
+    def skip(self, reason: str, record_id: str) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+        examples = self.skipped_examples.setdefault(reason, [])
+        if len(examples) < 5:
+            examples.append(record_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "image_folder": self.image_folder,
+            "fingerprint": self.fingerprint,
+            "records": self.records,
+            "kept": self.kept,
+            "with_images": self.with_images,
+            "text_only": self.text_only,
+            "truncated": self.truncated,
+            "skipped": dict(self.skipped),
+            "skipped_examples": dict(self.skipped_examples),
+            "tokens": self.tokens,
+            "target_tokens": self.target_tokens,
+        }
+
+    def summary(self) -> str:
+        skipped = sum(self.skipped.values())
+        text = (
+            f"{self.path}: {self.records} records, {self.kept} kept ({self.with_images} with images, "
+            f"{self.text_only} text-only), {self.truncated} truncated to model_max_length, {skipped} set aside"
+        )
+        if skipped:
+            text += " (" + ", ".join(f"{reason}: {n}" for reason, n in sorted(self.skipped.items())) + ")"
+        return text
+
+
+def file_fingerprint(path: Path) -> str:
+    """sha256 of the data file's bytes: two runs on the same fingerprint saw the same records."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return "sha256:" + digest.hexdigest()
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """The records of a LLaVA-format `.json` (a list) or `.jsonl` file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such data file; see docs/training.md for the data-root layout")
+    try:
+        if path.suffix == ".jsonl":
+            records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        else:
+            records = json.loads(path.read_text())
+    except ValueError as exc:
+        raise UserError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise UserError(f"{path}: expected a JSON list of {{id, image, conversations}} records")
+    return records
+
+
+def conversation_turns(record: dict[str, Any]) -> list[tuple[str, str]] | None:
+    """(question, answer) pairs of a record; None when the conversation is not human/gpt alternating.
+
+    As LLaVA's preprocessing, a conversation that opens with the assistant loses that first turn.
+    """
+    messages = record.get("conversations")
+    if not isinstance(messages, list) or not messages:
+        return None
+    if isinstance(messages[0], dict) and messages[0].get("from") not in HUMAN_ROLES:
+        messages = messages[1:]
+    if not messages or len(messages) % 2:
+        return None
+    turns = []
+    for question, answer in zip(messages[0::2], messages[1::2]):
+        if not (isinstance(question, dict) and isinstance(answer, dict)):
+            return None
+        if question.get("from") not in HUMAN_ROLES or answer.get("from") not in ASSISTANT_ROLES:
+            return None
+        if not isinstance(question.get("value"), str) or not isinstance(answer.get("value"), str):
+            return None
+        turns.append((question["value"], answer["value"]))
+    return turns
+
+
+def record_images(record: dict[str, Any]) -> list[str]:
+    image = record.get("image")
+    if image is None:
+        return []
+    return [image] if isinstance(image, str) else [str(i) for i in image]
+
+
+def safe_image_path(image_folder: Path, relative: str) -> Path:
+    """`image_folder / relative`, refusing paths that leave the folder (absolute, `..`)."""
+    normal = os.path.normpath(relative)
+    if os.path.isabs(relative) or normal == ".." or normal.startswith(".." + os.sep):
+        raise UserError(
+            f"image path {relative!r} leaves the image folder {image_folder}; image paths must be relative to it"
+        )
+    return image_folder / normal
+
+
+def fit_to_length(
+    ids: list[int], labels: list[int], image_tokens: int, max_length: int
+) -> tuple[list[int], list[int], int, str | None]:
+    """Cut `ids`/`labels` so the spliced sequence (each placeholder = `image_tokens`) fits `max_length`.
+
+    Returns (ids, labels, spliced length, skip reason or None). A cut never splits an image: a sample whose image
+    does not fit whole is set aside, as is one left without any answer token to learn.
+    """
+    spliced, cut = 0, len(ids)
+    for position, token in enumerate(ids):
+        width = image_tokens if token == IMAGE_TOKEN_INDEX else 1
+        if spliced + width > max_length:
+            cut = position
+            break
+        spliced += width
+    if cut < len(ids):
+        if IMAGE_TOKEN_INDEX in ids[cut:]:
+            return ids, labels, spliced, SKIP_IMAGE_PAST_LIMIT
+        ids, labels = ids[:cut], labels[:cut]
+    # the first label is never a target once the LM shifts labels by one
+    if all(label == IGNORE_INDEX for label in labels[1:]):
+        return ids, labels, spliced, SKIP_NO_TARGET
+    return ids, labels, spliced, None
+
+
+class ConversationDataset(torch.utils.data.Dataset):
+    """Tokenised samples (held in flat int32 arrays, cheap to share with dataloader workers) + their images."""
+
+    def __init__(
+        self,
+        ids: np.ndarray,
+        labels: np.ndarray,
+        offsets: np.ndarray,
+        images: list[tuple[str, ...]],
+        sample_ids: list[str],
+        lengths: list[int],
+        image_folder: Path,
+        preprocessor: Any,
+        report: DataReport,
+    ) -> None:
+        self.ids, self.labels, self.offsets = ids, labels, offsets
+        self.images, self.sample_ids = images, sample_ids
+        self.spliced_lengths = lengths
+        self.image_folder = image_folder
+        self.preprocessor = preprocessor
+        self.report = report
+
+    def __len__(self) -> int:
+        return len(self.sample_ids)
+
+    @property
+    def modality_lengths(self) -> list[int]:
+        """Spliced length per sample, negative for text-only samples (the grouping key of LLaVA's sampler)."""
+        return [n if images else -n for n, images in zip(self.spliced_lengths, self.images)]
+
+    def token_ids(self, index: int) -> tuple[list[int], list[int]]:
+        start, end = int(self.offsets[index]), int(self.offsets[index + 1])
+        return self.ids[start:end].tolist(), self.labels[start:end].tolist()
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        ids, labels = self.token_ids(index)
+        pixels = [self._load_image(name) for name in self.images[index]]
+        return {"input_ids": ids, "labels": labels, "images": pixels}
+
+    def _load_image(self, name: str) -> torch.Tensor:
+        path = safe_image_path(self.image_folder, name)
+        try:
+            with Image.open(path) as image:
+                return self.preprocessor(image.convert("RGB"))
+        except OSError as exc:
+            raise UserError(f"{path}: cannot read the image ({exc}); fix or remove the file") from None
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    """Everything that decides how a record becomes tokens; part of the tokenisation cache's key."""
+
+    template: Template
+    tokenizer: Any
+    image_folder: Path
+    image_tokens: int
+    max_length: int
+    caption_stage: bool
+
+
+@dataclass
+class EncodedRecord:
+    record_id: str
+    ids: np.ndarray
+    labels: np.ndarray
+    images: tuple[str, ...]
+    spliced: int
+    truncated: bool
+
+
+def encode_record(
+    record: dict[str, Any], index: int, settings: EncodeSettings
+) -> EncodedRecord | tuple[str, str]:
+    """The record's tokens and labels, fitted to max_length; or (record id, why it is set aside)."""
+    record_id = str(record.get("id", index))
+    turns = conversation_turns(record)
+    if turns is None:
+        return record_id, SKIP_MALFORMED
+    names = record_images(record)
+    if settings.caption_stage and not names:
+        return record_id, SKIP_NO_IMAGE_IN_CAPTION_STAGE
+    placeholders = 1 if settings.caption_stage else sum(q.count(IMAGE_PLACEHOLDER) for q, _ in turns)
+    if placeholders != len(names):
+        return record_id, SKIP_PLACEHOLDERS
+    if not all(safe_image_path(settings.image_folder, name).is_file() for name in names):
+        return record_id, SKIP_MISSING_IMAGE
+    ids, labels = encode_conversation(settings.template, settings.tokenizer, turns)
+    if ids.count(IMAGE_TOKEN_INDEX) != len(names):
+        return record_id, SKIP_PLACEHOLDERS
+    full = len(ids)
+    ids, labels, spliced, reason = fit_to_length(ids, labels, settings.image_tokens, settings.max_length)
+    if reason:
+        return record_id, reason
+    return EncodedRecord(
+        record_id,
+        np.asarray(ids, dtype=np.int32),
+        np.asarray(labels, dtype=np.int32),
+        tuple(names),
+        spliced,
+        len(ids) < full,
+    )
+
+
+_WORKER_SETTINGS: EncodeSettings | None = None
+
+
+def _start_worker(settings: EncodeSettings) -> None:
+    global _WORKER_SETTINGS
+    _WORKER_SETTINGS = settings
+
+
+def _encode_chunk(chunk: list[tuple[int, dict[str, Any]]]) -> list[EncodedRecord | tuple[str, str]]:
+    assert _WORKER_SETTINGS is not None
+    return [encode_record(record, index, _WORKER_SETTINGS) for index, record in chunk]
+
+
+def _encode_all(
+    records: list[dict[str, Any]], settings: EncodeSettings, workers: int, progress: bool, name: str
+) -> Iterator[EncodedRecord | tuple[str, str]]:
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(records), desc=f"tokenising {name}", unit="rec", mininterval=2.0)
+    # worker processes pay off only on large files: each one starts a fresh interpreter
+    if workers > 1 and len(records) >= PARALLEL_FROM:
+        import multiprocessing
+
+        numbered = list(enumerate(records))
+        chunks = [numbered[i : i + CHUNK] for i in range(0, len(numbered), CHUNK)]
+        context = multiprocessing.get_context("spawn")
+        with context.Pool(workers, initializer=_start_worker, initargs=(settings,)) as pool:
+            for results in pool.imap(_encode_chunk, chunks):
+                if bar:
+                    bar.update(len(results))
+                yield from results
+    else:
+        for index, record in enumerate(records):
+            if bar:
+                bar.update(1)
+            yield encode_record(record, index, settings)
+    if bar:
+        bar.close()
+
+
+PARALLEL_FROM = 20_000
+CHUNK = 2_000
+
+
+def _cache_key(settings: EncodeSettings, fingerprint: str) -> str:
+    tokenizer = settings.tokenizer
+    vocab = hashlib.sha256(json.dumps(sorted(tokenizer.get_vocab().items())).encode()).hexdigest()
+    key = {
+        "version": CACHE_VERSION,
+        "fingerprint": fingerprint,
+        "template": repr(settings.template),
+        "vocab": vocab,
+        "tokenizer": type(tokenizer).__name__,
+        "image_folder": str(settings.image_folder),
+        "image_tokens": settings.image_tokens,
+        "max_length": settings.max_length,
+        "caption_stage": settings.caption_stage,
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+
+
+CACHE_VERSION = 1
+
+
+def build_dataset(
+    data_path: Path,
+    image_folder: Path,
+    template: Template,
+    tokenizer: Any,
+    preprocessor: Any,
+    image_tokens: int,
+    max_length: int,
+    caption_stage: bool,
+    progress: bool = True,
+    workers: int = 1,
+    cache_dir: Path | None = None,
+) -> ConversationDataset:
+    """Tokenise every record of `data_path` through `template`, fit it to `max_length`, check its images.
+
+    With `cache_dir`, the result is stored there (keyed by the data fingerprint, tokenizer, template and limits) and
+    read back by later calls: the other processes of a distributed run, or a resumed run.
+    """
+    data_path, image_folder = Path(data_path), Path(image_folder)
+    fingerprint = file_fingerprint(data_path) if data_path.is_file() else ""
+    settings = EncodeSettings(template, tokenizer, image_folder, image_tokens, max_length, caption_stage)
+    cache = Path(cache_dir) / f"tokenized-{_cache_key(settings, fingerprint)}" if cache_dir else None
+    if cache is not None and (cache.with_suffix(".json")).is_file():
+        dataset = _read_cache(cache, image_folder, preprocessor)
+        logger.info("%s (tokenised earlier: %s)", dataset.report.summary(), cache.with_suffix(".npz"))
+        return dataset
+    records = read_records(data_path)
+    report = DataReport(str(data_path), str(image_folder), fingerprint, records=len(records))
+    if not image_folder.is_dir() and any(record_images(r) for r in records):
+        raise UserError(f"{image_folder}: no such image folder; see docs/training.md for the layout")
+    flat_ids: list[np.ndarray] = []
+    flat_labels: list[np.ndarray] = []
+    sizes, images, sample_ids, lengths = [], [], [], []
+    for result in _encode_all(records, settings, workers, progress, data_path.name):
+        if isinstance(result, tuple):
+            report.skip(result[1], result[0])
+            continue
+        report.truncated += result.truncated
+        report.kept += 1
+        report.with_images += bool(result.images)
+        report.text_only += not result.images
+        report.tokens += result.spliced
+        report.target_tokens += int((result.labels != IGNORE_INDEX).sum())
+        flat_ids.append(result.ids)
+        flat_labels.append(result.labels)
+        sizes.append(len(result.ids))
+        images.append(result.images)
+        sample_ids.append(result.record_id)
+        lengths.append(result.spliced)
+    if not sample_ids:
+        raise UserError(f"{report.summary()}; no sample left to train on")
+    offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    level = logging.WARNING if report.skipped or report.truncated else logging.INFO
+    logger.log(level, report.summary())
+    dataset = ConversationDataset(
+        np.concatenate(flat_ids),
+        np.concatenate(flat_labels),
+        offsets,
+        images,
+        sample_ids,
+        lengths,
+        image_folder,
+        preprocessor,
+        report,
+    )
+    if cache is not None:
+        _write_cache(cache, dataset)
+    return dataset
+
+
+def _write_cache(cache: Path, dataset: ConversationDataset) -> None:
+    """Arrays to `<cache>.npz`, the rest to `<cache>.json` (written last, atomically: its presence means done)."""
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    partial = cache.parent / f".{cache.name}.{os.getpid()}"
+    with open(partial.with_suffix(".npz"), "wb") as handle:
+        np.savez(handle, ids=dataset.ids, labels=dataset.labels, offsets=dataset.offsets)
+    os.replace(partial.with_suffix(".npz"), cache.with_suffix(".npz"))
+    meta = {
+        "sample_ids": dataset.sample_ids,
+        "images": [list(names) for names in dataset.images],
+        "lengths": dataset.spliced_lengths,
+        "report": dataset.report.to_dict(),
+    }
+    partial.with_suffix(".json").write_text(json.dumps(meta))
+    os.replace(partial.with_suffix(".json"), cache.with_suffix(".json"))
+
+
+def _read_cache(cache: Path, image_folder: Path, preprocessor: Any) -> ConversationDataset:
+    meta = json.loads(cache.with_suffix(".json").read_text())
+    with np.load(cache.with_suffix(".npz")) as arrays:
+        ids, labels, offsets = arrays["ids"], arrays["labels"], arrays["offsets"]
+    report = DataReport(**{k: v for k, v in meta["report"].items()})
+    return ConversationDataset(
+        ids,
+        labels,
+        offsets,
+        [tuple(names) for names in meta["images"]],
+        meta["sample_ids"],
+        meta["lengths"],
+        image_folder,
+        preprocessor,
+        report,
+    )
+
+
+@dataclass
+class ConversationCollator:
+    """Right-pads a batch: input_ids/labels [B, L], lengths [B], and the batch's images stacked in sample order.
+
+    The pad id is never seen by the model (TinyLlava.forward gets each row cut to its length), so a pad that equals
+    EOS (Phi-2) cannot mask a real EOS.
+    """
+
+    pad_token_id: int
+
+    def __call__(self, features: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        longest = max(len(f["input_ids"]) for f in features)
+        input_ids = torch.full((len(features), longest), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(features), longest), IGNORE_INDEX, dtype=torch.long)
+        lengths = torch.zeros(len(features), dtype=torch.long)
+        pixels = []
+        for row, feature in enumerate(features):
+            n = len(feature["input_ids"])
+            input_ids[row, :n] = torch.as_tensor(feature["input_ids"], dtype=torch.long)
+            labels[row, :n] = torch.as_tensor(feature["labels"], dtype=torch.long)
+            lengths[row] = n
+            pixels.extend(feature["images"])
+        batch = {"input_ids": input_ids, "labels": labels, "lengths": lengths}
+        if pixels:
+            batch["pixel_values"] = torch.stack(pixels)
+        return batch

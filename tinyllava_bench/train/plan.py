@@ -1,0 +1,245 @@
+"""What a `train` run will do, resolved from a model-zoo variant or a config YAML plus command-line flags.
+
+Config YAML keys (all optional except what the model needs; a `variant` fills the rest from its card):
+
+    variant: TinyLLaVA-share-Sig-Phi      # start from a model card
+    llm: microsoft/phi-2                  # hub id or local folder
+    vision: google/siglip-so400m-patch14-384
+    connector: mlp2x_gelu
+    template: phi
+    image_aspect: pad                     # pad | square
+    vision_select: full                   # full | patch (default: from image_tokens, else patch)
+    image_tokens: 729
+    recipe: share                         # base | share | share-factory | base-lora
+    model_max_length: 3072
+    stage_overrides: {share-pretrain: {vision: partial(12), learning_rate: 2.0e-5}}
+    data: {finetune: {json: /data/llava_v1_5_mix665k.json, images: /data}}
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tinyllava_bench.errors import UserError
+from tinyllava_bench.train.recipes import Recipe, customise_recipe, default_max_length, get_recipe
+
+MODEL_KEYS = (
+    "llm",
+    "vision",
+    "connector",
+    "template",
+    "image_aspect",
+    "vision_select",
+    "image_tokens",
+    "vision_layer",
+    "strip_question",
+    "connector_kwargs",
+    "name",
+    "trust_remote_code",
+)
+CONFIG_KEYS = (*MODEL_KEYS, "variant", "recipe", "model_max_length", "stage_overrides", "data", "seed")
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass
+class ModelSpec:
+    """How stage 1 builds its model: LLM + vision tower (hub ids or folders) + a new connector."""
+
+    llm: str
+    vision: str
+    template: str
+    connector: str = "mlp2x_gelu"
+    image_aspect: str = "pad"
+    vision_select: str | None = None
+    image_tokens: int | None = None
+    vision_layer: int = -2
+    strip_question: bool = True
+    connector_kwargs: dict[str, Any] = field(default_factory=dict)
+    name: str = ""
+    trust_remote_code: bool = False
+    variant: str | None = None
+    paper_data: str | None = None  # the card's data (llava-1.5 / sharegpt4v), for the record
+
+
+@dataclass
+class RunOptions:
+    """Command-line settings of one run (they apply to every stage)."""
+
+    output: Path
+    data_root: Path | None = None
+    stages: list[str] | None = None  # None: every stage of the recipe
+    max_steps: int | None = None
+    per_device_batch_size: int | None = None
+    grad_accum: int | None = None
+    precision: str = "fp32"
+    gradient_checkpointing: bool = False
+    deepspeed: str | None = None  # zero2 | zero3 | auto | a JSON file
+    seed: int | None = None  # None: the config's seed, else 42
+    resume: bool = False
+    init_from: str | None = None
+    model_max_length: int | None = None
+    save_steps: int = 500
+    save_total_limit: int = 1
+    keep_checkpoints: bool = False
+    logging_steps: int = 10
+    dataloader_workers: int = 2
+    preprocess_workers: int = field(default_factory=lambda: min(8, os.cpu_count() or 1))
+    report_to: str = "none"
+    progress: bool = True
+
+
+@dataclass
+class TrainingPlan:
+    model: ModelSpec
+    recipe: Recipe
+    options: RunOptions
+    data: dict[str, dict[str, str]] = field(default_factory=dict)  # stage -> {json, images}
+
+    @property
+    def stages(self) -> list[str]:
+        return list(self.options.stages or self.recipe.stage_names)
+
+    def data_paths(self, stage: str, data_key: str) -> tuple[Path, Path]:
+        """(conversation file, image folder) of `stage`: the config's `data:` entry, else the data-root layout."""
+        given = self.data.get(stage, {})
+        root = self.options.data_root
+        if root is None and not (given.get("json") and given.get("images")):
+            raise UserError(f"stage {stage!r} has no data: pass --data-root DIR (see docs/training.md)")
+        json_path = Path(given["json"]) if given.get("json") else _data_file(root, data_key)
+        images = Path(given["images"]) if given.get("images") else root / "images"
+        return json_path.expanduser(), images.expanduser()
+
+    def to_dict(self) -> dict[str, Any]:
+        options = asdict(self.options)
+        options = {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
+        return {
+            "model": asdict(self.model),
+            "recipe": self.recipe.to_dict(),
+            "options": options,
+            "data": self.data,
+        }
+
+
+def _data_file(root: Path, key: str) -> Path:
+    for suffix in (".json", ".jsonl"):
+        if (root / f"{key}{suffix}").is_file():
+            return root / f"{key}{suffix}"
+    return root / f"{key}.json"
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such config file")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: invalid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: a training config is a mapping of settings")
+    unknown = set(data) - set(CONFIG_KEYS)
+    if unknown:
+        raise UserError(
+            f"{path}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(CONFIG_KEYS)}"
+        )
+    base = path.parent
+    # local model folders in a config are relative to the config file
+    for key in ("llm", "vision"):
+        if isinstance(data.get(key), str) and data[key].startswith("."):
+            data[key] = str((base / data[key]).resolve())
+    for entry in (data.get("data") or {}).values():
+        for key in ("json", "images"):
+            if isinstance(entry, dict) and isinstance(entry.get(key), str) and not os.path.isabs(entry[key]):
+                entry[key] = str((base / entry[key]).resolve())
+    return data
+
+
+def spec_from_card(name: str) -> tuple[ModelSpec, str, int]:
+    """(model spec, recipe name, default model_max_length) from the model card called `name`."""
+    from tinyllava_bench.models.zoo import find_card, list_cards
+
+    card = find_card(name)
+    if card is None:
+        names = ", ".join(c.name for c in list_cards() if c.recipe)
+        raise UserError(f"unknown variant {name!r}; `tinyllava-bench zoo` lists them: {names}")
+    if not card.recipe:
+        raise UserError(f"{card.name}: its card names no training recipe; train it with --config")
+    factory = card.name.startswith("Factory-") or (card.source or "").startswith("Factory")
+    spec = ModelSpec(
+        llm=card.llm,
+        vision=card.vision,
+        template=card.template,
+        connector=card.connector,
+        image_aspect=card.image_aspect,
+        image_tokens=card.image_tokens,
+        strip_question=factory,
+        name=card.name,
+        trust_remote_code=card.llm_family in ("openelm",),
+        variant=card.name,
+        paper_data=card.data,
+    )
+    return spec, card.recipe, default_max_length(card.name, card.recipe, card.source)
+
+
+def build_plan(variant: str | None, config_path: Path | None, options: RunOptions) -> TrainingPlan:
+    """Resolve the model, the recipe (with overrides) and the stages to run."""
+    config = read_config(config_path) if config_path else {}
+    variant = variant or config.get("variant")
+    if variant:
+        spec, recipe_name, max_length = spec_from_card(variant)
+    else:
+        missing = [k for k in ("llm", "vision", "template") if not config.get(k)]
+        if missing and not options.init_from:
+            raise UserError(
+                f"say which model to train: --variant NAME, or a --config with {', '.join(missing)} "
+                "(see docs/training.md)"
+            )
+        spec = ModelSpec(
+            llm=config.get("llm", ""), vision=config.get("vision", ""), template=config.get("template", "")
+        )
+        recipe_name, max_length = "base", 3072
+    spec = replace(spec, **{k: config[k] for k in MODEL_KEYS if k in config})
+    recipe_name = config.get("recipe") or recipe_name
+    max_length = options.model_max_length or config.get("model_max_length") or max_length
+    recipe = customise_recipe(get_recipe(recipe_name), config.get("stage_overrides"), int(max_length))
+    if options.model_max_length:
+        # the command line wins over per-stage settings too
+        stages = tuple(replace(s, model_max_length=options.model_max_length) for s in recipe.stages)
+        recipe = replace(recipe, stages=stages)
+    if options.seed is None:
+        options = replace(options, seed=int(config.get("seed", 42)))
+    plan = TrainingPlan(spec, recipe, options, data=dict(config.get("data") or {}))
+    _check_options(plan)
+    return plan
+
+
+def _check_options(plan: TrainingPlan) -> None:
+    options = plan.options
+    if options.stages is not None:
+        unknown = [s for s in options.stages if s not in plan.recipe.stage_names]
+        if unknown or not options.stages:
+            raise UserError(
+                f"recipe {plan.recipe.name!r} has stages {', '.join(plan.recipe.stage_names)}; "
+                f"--stages got {', '.join(options.stages) or 'nothing'}"
+            )
+        order = [plan.recipe.stage_names.index(s) for s in options.stages]
+        if order != sorted(set(order)):
+            raise UserError(
+                f"--stages must list stages once each, in recipe order: {', '.join(plan.recipe.stage_names)}"
+            )
+    if options.precision not in PRECISIONS:
+        raise UserError(f"unknown precision {options.precision!r}; use one of {', '.join(PRECISIONS)}")
+    for name in ("max_steps", "per_device_batch_size", "grad_accum", "save_steps", "logging_steps"):
+        value = getattr(options, name)
+        if value is not None and value <= 0:
+            raise UserError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    unknown_data = set(plan.data) - set(plan.recipe.stage_names)
+    if unknown_data:
+        raise UserError(
+            f"config data: no stage(s) {', '.join(sorted(unknown_data))} in recipe {plan.recipe.name!r}"
+        )
