@@ -123,7 +123,12 @@ def test_whitespace_token_before_an_answer_is_learned():
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {c: i for i, c in enumerate(["[UNK]", "</s>", " ", "A", "S", "I", "T", "N", "U", "E", "R", ":", "2", "<image>"])}
+    vocab = {
+        c: i
+        for i, c in enumerate(
+            ["[UNK]", "</s>", " ", "A", "S", "I", "T", "N", "U", "E", "R", ":", "2", "<image>"]
+        )
+    }
     tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")  # one token per character
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>", unk_token="[UNK]")
