@@ -216,41 +216,13 @@ class TinyLlavaBench(lmms):
                     images = [row.image for row in batch]
                     token_ids = self._model.generate_ids(images, [""] * len(batch), budget, prompt_ids=ids)
                 else:
-                    token_ids = self._generate_text_only(ids, budget)
+                    token_ids = self._model.greedy_from_ids(ids, None, budget)
                 texts = self.tokenizer.batch_decode(token_ids, skip_special_tokens=True)
                 for row, text in zip(batch, texts):
                     answers[row.index] = _cut_at_stop(text, stops[row.index]).strip()
                 progress.update(len(batch))
         progress.close()
         return answers
-
-    @torch.inference_mode()
-    def _generate_text_only(self, ids: Sequence[Sequence[int]], max_new_tokens: int) -> list[list[int]]:
-        """The language model alone, with the same greedy settings as `TinyLlava.generate_ids`."""
-        inputs = self._model.splice(ids, None, padding_side="left")
-        language_model = self._model.language_model
-        eos = _eos_ids(self._model)
-        pad = self.tokenizer.pad_token_id
-        if pad is None:
-            pad = eos[0] if eos else 0
-        out = language_model.generate(
-            inputs_embeds=inputs["inputs_embeds"],
-            attention_mask=inputs["attention_mask"],
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            num_beams=1,
-            temperature=None,
-            top_p=None,
-            top_k=None,
-            use_cache=True,
-            pad_token_id=pad,
-            eos_token_id=eos or None,
-        )
-        results = []
-        for row in out.tolist():
-            end = next((i + 1 for i, tok in enumerate(row) if tok in eos), len(row))
-            results.append(row[:end])
-        return results
 
     def _max_new_tokens(self, gen_kwargs: dict[str, Any]) -> int:
         value = gen_kwargs.get("max_new_tokens", gen_kwargs.get("max_gen_toks"))
@@ -402,19 +374,6 @@ def _cut_at_stop(text: str, stops: Sequence[str]) -> str:
     """`text` up to the earliest stop string (the one that would have stopped generation first)."""
     end = min((position for s in stops if (position := text.find(s)) >= 0), default=len(text))
     return text[:end]
-
-
-def _eos_ids(model: TinyLlava) -> list[int]:
-    """The stop tokens `TinyLlava.generate_ids` uses: the checkpoint's own, else the LM's generation config."""
-    language_model = model.language_model
-    eos = model.settings.extra.get("eos_token_id")
-    if eos is None:
-        eos = getattr(language_model.generation_config, "eos_token_id", None)
-    if eos is None:
-        eos = getattr(language_model.config, "eos_token_id", None)
-    if eos is None:
-        return []
-    return list(eos) if isinstance(eos, (list, tuple)) else [int(eos)]
 
 
 def _group(rows: list[_Row], key: Callable[[_Row], Any]) -> dict[Any, list[_Row]]:

@@ -175,9 +175,15 @@ class TinyLlava(nn.Module):
         if not questions:
             return []
         ids = prompt_ids if prompt_ids is not None else [self.prompt_ids(q) for q in questions]
-        features = self.encode_images(self._batch_pixels(images))
-        inputs = self.splice(ids, features, padding_side="left")
-        eos = _eos_ids(self.settings.extra, self.language_model.generation_config, self.language_model.config)
+        return self.greedy_from_ids(ids, self.encode_images(self._batch_pixels(images)), max_new_tokens)
+
+    @torch.inference_mode()
+    def greedy_from_ids(
+        self, ids: Sequence[Sequence[int]], image_features: torch.Tensor | None, max_new_tokens: int
+    ) -> list[list[int]]:
+        """Greedy generation from token ids (IMAGE_TOKEN_INDEX where `image_features` go; none for text-only)."""
+        inputs = self.splice(ids, image_features, padding_side="left")
+        eos = self.eos_token_ids()
         pad = self.tokenizer.pad_token_id
         if pad is None:
             pad = eos[0] if eos else 0
@@ -199,6 +205,17 @@ class TinyLlava(nn.Module):
             end = next((i + 1 for i, tok in enumerate(row) if tok in eos), len(row))
             results.append(row[:end])
         return results
+
+    def eos_token_ids(self) -> list[int]:
+        """The stop tokens: the checkpoint's own (legacy generation_config.json, trainer), else the LM's config."""
+        eos = self.settings.extra.get("eos_token_id")
+        if eos is None:
+            eos = getattr(self.language_model.generation_config, "eos_token_id", None)
+        if eos is None:
+            eos = getattr(self.language_model.config, "eos_token_id", None)
+        if eos is None:
+            return []
+        return list(eos) if isinstance(eos, (list, tuple)) else [int(eos)]
 
     def generate(
         self,
@@ -231,17 +248,6 @@ class TinyLlava(nn.Module):
             labels=inputs.get("labels"),
             use_cache=False,
         )
-
-
-def _eos_ids(extra: dict[str, Any], generation_config: Any, config: Any) -> list[int]:
-    eos = extra.get("eos_token_id")
-    if eos is None:
-        eos = getattr(generation_config, "eos_token_id", None)
-    if eos is None:
-        eos = getattr(config, "eos_token_id", None)
-    if eos is None:
-        return []
-    return list(eos) if isinstance(eos, (list, tuple)) else [int(eos)]
 
 
 def _pad(
