@@ -182,3 +182,52 @@ def test_bin_weights_refuse_pickled_code(tiny_checkpoints, tmp_path):
     torch.save({"_connector.0.weight": Evil()}, folder / "connector" / "pytorch_model.bin")
     with pytest.raises(UserError, match="cannot read weights"):
         load_model(str(folder))
+
+
+REMOTE_CONFIG = """
+from transformers import LlamaConfig
+
+
+class TinyRemoteConfig(LlamaConfig):
+    model_type = "tinyremote"
+"""
+REMOTE_MODEL = """
+from transformers import LlamaForCausalLM
+
+from .configuration_tinyremote import TinyRemoteConfig
+
+
+class TinyRemoteForCausalLM(LlamaForCausalLM):
+    config_class = TinyRemoteConfig
+"""
+
+
+def test_remote_code_llm_only_when_trusted(tiny_checkpoints, tmp_path):
+    """An LLM whose code lives in its repository (as OpenELM) loads only with trust_remote_code=True."""
+    paths = tiny_checkpoints("llama", "siglip")
+    folder = _copy(paths, "factory", tmp_path)
+    remote = tmp_path / "remote-llm"
+    remote.mkdir()
+    (remote / "configuration_tinyremote.py").write_text(REMOTE_CONFIG)
+    (remote / "modeling_tinyremote.py").write_text(REMOTE_MODEL)
+    config = json.loads((folder / "config.json").read_text())
+    remote_config = {
+        **config["text_config"],
+        "model_type": "tinyremote",
+        "auto_map": {
+            "AutoConfig": "configuration_tinyremote.TinyRemoteConfig",
+            "AutoModelForCausalLM": "modeling_tinyremote.TinyRemoteForCausalLM",
+        },
+    }
+    (remote / "config.json").write_text(json.dumps(remote_config))
+    config["text_config"]["model_type"] = "tinyremote"
+    config["llm_model_name_or_path"] = str(remote)
+    (folder / "config.json").write_text(json.dumps(config))
+
+    with pytest.raises(UserError, match="unsupported LLM type 'tinyremote'"):
+        load_model(str(folder))
+    model = load_model(str(folder), trust_remote_code=True)
+    assert type(model.language_model).__name__ == "TinyRemoteForCausalLM"
+    image = make_image(30, 22)
+    expected = load_model(str(paths["factory"])).prompt_logits(image, QUESTION)
+    torch.testing.assert_close(model.prompt_logits(image, QUESTION), expected, atol=1e-5, rtol=0)

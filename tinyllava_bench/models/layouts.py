@@ -188,8 +188,11 @@ def _read_factory(folder: Path, source: str, overrides: dict[str, Any], resolve:
     trust = bool(overrides.get("trust_remote_code"))
     text_dict = dict(config.get("text_config") or {})
     llm_name = config.get("llm_model_name_or_path") or ""
-    text_dict.setdefault("model_type", _family_from_name(llm_name))
-    text_config = text_config_from_dict(text_dict, trust_remote_code=trust, source=source)
+    if "model_type" not in text_dict:
+        text_dict["model_type"] = _family_from_name(llm_name)
+    text_config = text_config_from_dict(
+        text_dict, trust_remote_code=trust, source=source, remote_code_from=lambda: resolve(llm_name)
+    )
     family = text_config.model_type
     vision_name = (config.get("vision_model_name_or_path") or "").split(":")[-1]
     vision_config = _vision_config(config.get("vision_config") or {})
