@@ -22,6 +22,7 @@ class Request:
     prompt: str
     prompt_ids: list[int]
     fields: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None  # set when no prompt could be made: the sample fails without generating
 
 
 @dataclass
@@ -46,6 +47,8 @@ class _RequestImages(Dataset):
 
     def __getitem__(self, position: int) -> Prepared:
         request = self.requests[position]
+        if request.error is not None:
+            return Prepared(request, None, request.error)
         try:
             return Prepared(request, self.preprocess(self.load_image(request.index)), None)
         except Exception as exc:  # a bad image fails its own sample, never the run

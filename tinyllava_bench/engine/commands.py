@@ -20,7 +20,11 @@ def _key_values(text: str | None, flag: str) -> dict[str, Any]:
         if "=" not in item:
             raise UserError(f"{flag} takes key=value pairs separated by commas, got {item!r}")
         key, value = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
+        try:  # safe_load: a python/... tag is refused, never run
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
+            raise UserError(f"{flag} {item!r}: the value is not a plain YAML value ({problem})") from None
     return out
 
 

@@ -20,6 +20,7 @@ from tinyllava_bench.engine.provenance import (
 from tinyllava_bench.engine.schema import RESULTS_FILE, SCHEMA_VERSION
 from tinyllava_bench.engine.store import (
     SampleWriter,
+    make_run_folder,
     read_json,
     read_samples,
     write_json_atomic,
@@ -104,6 +105,15 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
         if device == "cuda" and dist.world > 1:
             device = f"cuda:{dist.local_rank}"
         tasks = [load_task(name) for name in expand_tasks(config.tasks)]  # fail fast on an unknown task
+        # a missing key or bad judge setting must not surface only after hours of generation
+        if any(task.judged for task in tasks):
+            from tinyllava_bench.judge.client import judge_settings_from_env, require_api_key
+
+            require_api_key()
+            judge_settings_from_env()
+        output = Path(config.output)
+        if dist.is_main:  # before the model loads: an impossible --output must not cost a load
+            make_run_folder(output)
         torch.manual_seed(config.seed)
         model = load_model(config.model, device=device, dtype=config.dtype, **config.model_args)
         checkpoint_fp = checkpoint_fingerprint(str(model.checkpoint_dir)) if model.checkpoint_dir else None
@@ -115,7 +125,6 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
                 "device": device.split(":")[0],
             }
         )
-        output = Path(config.output)
         results = (
             _start_results(output, config, model, checkpoint_fp, model_key, started_at)
             if dist.is_main
@@ -214,14 +223,20 @@ def _run_task(
     keys = {i: fingerprint([model_key, task_key, i, str(question_ids[i])]) for i in indices}
 
     # rank 0 decides what is left (other ranks may already be writing); everyone waits for its list
-    pending = (
-        [i for i in indices if keys[i] not in finished_records(output, task.name)] if dist.is_main else None
-    )
+    pending = None
+    if dist.is_main:
+        done = finished_records(output, task.name)  # read once: the logs may hold 200k lines
+        pending = [i for i in indices if keys[i] not in done]
     todo = dist.shard(dist.broadcast(pending))
     requests = []
     for i in todo:
-        question = build_question(task, text_rows[i], protocol)
         fields = {name: text_rows[i].get(name) for name in task.columns.fields if name in text_rows[i]}
+        try:
+            question = build_question(task, text_rows[i], protocol)
+        except ValueError as exc:
+            # a row no prompt can be made from (no question) fails alone, as a bad image does
+            requests.append(Request(i, keys[i], question_ids[i], "", "", [], fields, error=f"prompt: {exc}"))
+            continue
         requests.append(
             Request(
                 i,
@@ -271,14 +286,14 @@ def _generate(
         disable=not (config.show_progress and dist.is_main),
         dynamic_ncols=True,
     )
-    with SampleWriter(log_path(output, task, dist)) as writer:
+    # the bar is closed on the way out of an error too, so the error message starts on a line of its own
+    with bar, SampleWriter(log_path(output, task, dist)) as writer:
         for batch in prepared_batches(
             requests, data.image, model.preprocessor, sizer.size, config.num_workers
         ):
             records = _generate_batch(batch, model, max_new_tokens, sizer)
             writer.write(records)
             bar.update(len(batch))
-    bar.close()
     return len(requests)
 
 
@@ -357,7 +372,12 @@ def _score_task(
             raise RuntimeError(
                 f"sample {i} of {task.name} was neither generated nor failed; rerun to finish it"
             )
-        records.append(dict(record))
+        record = dict(record)
+        if record.get("prediction") is not None:
+            # only scoring can have failed (e.g. the judge gave up); it is done afresh below, so an error an
+            # earlier run wrote into samples_<task>.jsonl must not outlive it
+            record["parsed"], record["score"], record["error"] = None, None, None
+        records.append(record)
     predictions = [r["prediction"] for r in records]
     judge = (
         _judge_client(task, config, output)
@@ -391,8 +411,8 @@ def _score_task(
 
 
 def _judge_client(task: Any, config: EvalConfig, output: Path) -> Any:
-    from tinyllava_bench.judge import JudgeClient, default_judge_model
+    from tinyllava_bench.judge import JudgeClient, default_judge_model, judge_settings_from_env
 
     cache = Path(config.judge_cache) if config.judge_cache else output / "judge_cache"
     model = config.judge_model or default_judge_model(task.name, config.protocol)
-    return JudgeClient(model, base_url=config.judge_base_url, cache_dir=cache)
+    return JudgeClient(model, base_url=config.judge_base_url, cache_dir=cache, **judge_settings_from_env())

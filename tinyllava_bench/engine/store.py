@@ -12,6 +12,9 @@ from typing import Any
 
 from tinyllava_bench.errors import UserError
 
+_UMASK = os.umask(0o022)  # the only way to read the umask is to set it: put it straight back
+os.umask(_UMASK)
+
 
 def read_samples(path: Path) -> list[dict[str, Any]]:
     """All complete records of `path`; a torn last line (crash mid-write) is cut off the file."""
@@ -23,8 +26,15 @@ def read_samples(path: Path) -> list[dict[str, Any]]:
         with open(path, "r+b") as handle:
             handle.truncate(end)
         data = data[:end]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(
+            f"{path}: not UTF-8 text; this samples file was edited or corrupted — move it away to redo its samples"
+        ) from None
     records = []
-    for number, line in enumerate(data.decode("utf-8").splitlines(), start=1):
+    # split on "\n" only: str.splitlines would also cut at U+2028, U+0085 ... inside a prediction's text
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -37,21 +47,49 @@ def read_samples(path: Path) -> list[dict[str, Any]]:
     return records
 
 
+def make_run_folder(path: Path) -> None:
+    """Create the run folder `path` (and its parents), or say in one line why it cannot be."""
+    if path.exists() and not path.is_dir():
+        raise UserError(f"the run folder {path} is a file; pass a folder as --output")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(
+            f"cannot create the run folder {path} ({exc.strerror or exc}); pass another --output"
+        ) from None
+
+
+# Characters JSON leaves raw that line-splitting readers (str.splitlines, many editors) treat as line breaks
+_LINE_BREAKS = {"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"}
+
+
+def jsonl_line(record: dict[str, Any]) -> str:
+    """`record` as one JSON line (UTF-8 text kept readable, but nothing inside it that reads as a line break)."""
+    line = json.dumps(record, ensure_ascii=False, default=str)
+    for raw, escaped in _LINE_BREAKS.items():
+        line = line.replace(raw, escaped)
+    return line + "\n"
+
+
 class SampleWriter:
     """Appends records to a samples file; each `write` is flushed and fsynced before it returns."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 - kept open across writes
+        make_run_folder(path.parent)
+        try:
+            # unbuffered: after a failed write (disk full) no bytes wait in a buffer for close() to fail on again
+            self._handle = open(path, "ab", buffering=0)  # noqa: SIM115 - kept open across writes
+        except OSError as exc:
+            raise UserError(f"{path}: cannot open for writing ({exc.strerror or exc})") from None
 
     def write(self, records: Iterable[dict[str, Any]]) -> None:
-        lines = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records)
-        if not lines:
+        data = memoryview("".join(jsonl_line(r) for r in records).encode("utf-8"))
+        if not data:
             return
         try:
-            self._handle.write(lines)
-            self._handle.flush()
+            while data:  # a raw write may be short
+                data = data[self._handle.write(data) :]
             os.fsync(self._handle.fileno())
         except OSError as exc:
             raise UserError(
@@ -70,9 +108,14 @@ class SampleWriter:
 
 def write_atomic(path: Path, text: str) -> None:
     """Write `text` to `path` so readers see the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    make_run_folder(path.parent)
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write ({exc.strerror or exc}); finished samples are kept") from None
+    try:
+        # mkstemp makes the file 0600; the result should read like any other file the user writes
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
@@ -90,7 +133,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 
 def write_jsonl_atomic(path: Path, records: Iterable[dict[str, Any]]) -> None:
-    write_atomic(path, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records))
+    write_atomic(path, "".join(jsonl_line(r) for r in records))
 
 
 def read_json(path: Path) -> dict[str, Any]:

@@ -21,6 +21,11 @@ log = logging.getLogger(__name__)
 
 API_KEY_ENV = "OPENAI_API_KEY"
 
+# Retry settings for runs that cannot pass them as arguments (the eval and score verbs): see judge_settings_from_env.
+TIMEOUT_ENV = "TINYLLAVA_BENCH_JUDGE_TIMEOUT"  # seconds per HTTP request (default 120)
+RETRIES_ENV = "TINYLLAVA_BENCH_JUDGE_RETRIES"  # retries after the first request (default 6)
+BACKOFF_ENV = "TINYLLAVA_BENCH_JUDGE_BACKOFF"  # seconds before the first retry, doubling up to 60 (default 1)
+
 # 408/409 are what OpenAI documents as transient besides 429 and 5xx; other 4xx (bad key, unknown model,
 # request too long) will not get better by asking again.
 RETRYABLE_STATUS = frozenset({408, 409, 429})
@@ -41,6 +46,38 @@ class JudgeReply:
         return self.error is None
 
 
+def require_api_key() -> str:
+    """The judge's API key from OPENAI_API_KEY; a UserError when it is not set."""
+    api_key = os.environ.get(API_KEY_ENV, "")
+    if not api_key.strip():
+        raise UserError(
+            f"{API_KEY_ENV} is not set: export {API_KEY_ENV}=<your key> before judging "
+            "(any non-empty value works for a local OpenAI-compatible server)."
+        )
+    return api_key
+
+
+def judge_settings_from_env() -> dict[str, Any]:
+    """JudgeClient keyword arguments (timeout, max_retries, backoff) set by the TINYLLAVA_BENCH_JUDGE_* variables."""
+    settings: dict[str, Any] = {}
+    for variable, name, kind, lowest, rule in (
+        (TIMEOUT_ENV, "timeout", float, 1e-3, "a number of seconds > 0"),
+        (RETRIES_ENV, "max_retries", int, 0, "a whole number >= 0"),
+        (BACKOFF_ENV, "backoff", float, 0.0, "a number of seconds >= 0"),
+    ):
+        text = os.environ.get(variable, "").strip()
+        if not text:
+            continue
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not value >= lowest:  # `not >=` also refuses nan
+            raise UserError(f"{variable}={text!r} is not valid: it must be {rule}")
+        settings[name] = value
+    return settings
+
+
 class JudgeClient:
     """Chat-completions judge with retries, exponential backoff and an on-disk answer cache."""
 
@@ -57,12 +94,7 @@ class JudgeClient:
     ) -> None:
         self._key_locks: dict[str, threading.Lock] = {}
         self._key_locks_guard = threading.Lock()
-        api_key = os.environ.get(API_KEY_ENV, "")
-        if not api_key.strip():
-            raise UserError(
-                f"{API_KEY_ENV} is not set: export {API_KEY_ENV}=<your key> before judging "
-                "(any non-empty value works for a local OpenAI-compatible server)."
-            )
+        api_key = require_api_key()
         self.model = model
         self.base_url = base_url
         self.max_retries = max_retries

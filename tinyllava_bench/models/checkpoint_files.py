@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -48,10 +50,21 @@ def read_weight_file(path: Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         # weights_only: a .bin file is a pickle, and a pickle can run code; allow tensors only
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt or truncated file, or a pickle carrying code
+    except pickle.UnpicklingError as exc:  # a pickle holding more than tensors: possibly code
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
         raise UserError(
-            f"{path}: cannot read weights ({type(exc).__name__}: {exc}); re-download the file"
+            f"{path}: cannot read weights: the file holds more than tensors"
+            f"{f' (it calls {found.group(1)})' if found else ''}, which could run code when loaded; refused — "
+            "use a safetensors copy or re-download the file"
         ) from None
+    except Exception as exc:  # corrupt or truncated file
+        raise UserError(
+            f"{path}: cannot read weights ({type(exc).__name__}: {_one_line(exc)}); re-download the file"
+        ) from None
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
 
 
 def write_state_dict(state: dict[str, torch.Tensor], folder: Path, fmt: str = "safetensors") -> Path:

@@ -108,10 +108,13 @@ def load_tokenizer(folder: Path, fallback: str | None, resolve: Any, source: str
             + (f" nor in {fallback!r})" if fallback else ")")
             + "; copy the LLM's tokenizer files into the checkpoint folder"
         )
+    # explicit False: left unset, transformers asks on a terminal whether to run a checkpoint's tokenizer code
+    kwargs.setdefault("trust_remote_code", False)
     try:
         return AutoTokenizer.from_pretrained(str(where), **kwargs)
     except Exception as exc:  # a broken or unsupported tokenizer file
-        raise UserError(f"{where}: cannot load the tokenizer ({type(exc).__name__}: {exc})") from None
+        detail = " ".join(str(exc).split())  # transformers' messages span lines; the CLI prints one
+        raise UserError(f"{where}: cannot load the tokenizer ({type(exc).__name__}: {detail})") from None
 
 
 def _settings(defaults: dict[str, Any], overrides: dict[str, Any]) -> ModelSettings:
@@ -176,7 +179,7 @@ def _read_native(folder: Path, source: str, overrides: dict[str, Any], resolve: 
         vision_config=_vision_config(config["vision_config"]),
         settings=settings,
         state=read_state_dict(folder),
-        tokenizer=load_tokenizer(folder, None, resolve, source),
+        tokenizer=load_tokenizer(folder, None, resolve, source, trust_remote_code=trust),
         preprocessor=preprocessor,
         connector_kwargs=config.get("connector_kwargs", {}),
     )
@@ -223,6 +226,7 @@ def _read_factory(folder: Path, source: str, overrides: dict[str, Any], resolve:
         resolve,
         source,
         padding_side=config.get("tokenizer_padding_side", "right"),
+        trust_remote_code=trust,
     )
     # Factory's per-LLM tokenizer fix-ups (tinyllava/model/llm/*.py)
     if family in FACTORY_PAD_IS_UNK and tokenizer.unk_token is not None:
@@ -361,7 +365,9 @@ def _read_legacy(folder: Path, source: str, overrides: dict[str, Any], resolve: 
         },
         overrides,
     )
-    tokenizer = load_tokenizer(folder, config.get("_name_or_path"), resolve, source, padding_side="right")
+    tokenizer = load_tokenizer(
+        folder, config.get("_name_or_path"), resolve, source, padding_side="right", trust_remote_code=trust
+    )
     if config.get("mm_use_im_patch_token", True):
         tokenizer.add_tokens(["<im_patch>"], special_tokens=True)
     if config.get("mm_use_im_start_end", False):

@@ -210,7 +210,9 @@ def load_samples(path: str | Path) -> list[dict[str, Any]]:
     file = Path(path)
     if not file.is_file():
         raise UserError(f"{file}: no such samples file; the run folder lacks this task's per-sample results")
-    lines = file.read_text(encoding="utf-8").splitlines()
+    lines = file.read_text(encoding="utf-8").split(
+        "\n"
+    )  # not splitlines(): U+2028 may sit inside a JSON string
     samples: list[dict[str, Any]] = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():

@@ -117,12 +117,15 @@ def run_score(args: argparse.Namespace) -> int:
     matched = load_predictions(predictions_path, question_ids, task.name)
     judge = None
     if task.judged:
-        from tinyllava_bench.judge import JudgeClient
+        from tinyllava_bench.judge import JudgeClient, judge_settings_from_env
 
         assert task.judge is not None
         cache = Path(args.judge_cache) if args.judge_cache else output.parent / "judge_cache"
         judge = JudgeClient(
-            args.judge_model or task.judge.model, base_url=args.judge_base_url, cache_dir=cache
+            args.judge_model or task.judge.model,
+            base_url=args.judge_base_url,
+            cache_dir=cache,
+            **judge_settings_from_env(),
         )
     result = score_predictions(
         task, data.rows, matched.predictions, args.protocol, judge, missing_as_wrong=args.missing_as_wrong

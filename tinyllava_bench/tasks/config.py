@@ -20,6 +20,7 @@ from pydantic import (
 
 from tinyllava_bench.errors import UserError
 from tinyllava_bench.metrics import PROTOCOLS, SCORER_MODULES
+from tinyllava_bench.tasks.encoding import not_utf8_error
 
 SUBMISSION_FORMATS = ("vqav2_evalai", "gqa", "mmvet")
 # scorers whose per-sample scores come from an LLM judge
@@ -231,6 +232,8 @@ def read_task_file(path: Path) -> TaskConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise UserError(f"cannot read task file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise not_utf8_error(path, exc) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

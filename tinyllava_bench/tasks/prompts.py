@@ -17,6 +17,8 @@ def build_question(task: TaskConfig | str, row: Mapping[str, Any], protocol: str
     task = load_task(task)
     prompt = task.prompt_for(protocol)
     question = _text(row, task.columns.question, task.name)
+    if not question.strip():
+        raise ValueError(f"task {task.name}: the question (column {task.columns.question!r}) is empty")
     if prompt.format == "multiple_choice":
         body = _multiple_choice_body(prompt, row, question, task.name)
         return f"{prompt.pre_prompt}{body}{prompt.suffix}"
