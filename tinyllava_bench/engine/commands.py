@@ -47,7 +47,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="default: float32 on CPU, float16 on GPU (the original scripts)",
     )
-    p.add_argument("--num-workers", type=int, default=2, help="DataLoader workers decoding images")
+    p.add_argument(
+        "--num-workers",
+        type=int,
+        default=None,
+        help="DataLoader workers decoding images (default: 2 on GPU; 0 on CPU, where workers would "
+        "take cores from the model — benchmarks/README.md)",
+    )
     p.add_argument("--judge-model", default=None, help="judge for mmvet / llava_wild (default: the paper's)")
     p.add_argument("--judge-base-url", default=None, help="OpenAI-compatible endpoint; key in OPENAI_API_KEY")
     p.add_argument("--judge-cache", default=None, help="judge answer cache (default: OUT/judge_cache)")
@@ -84,7 +90,9 @@ def run_eval(args: argparse.Namespace) -> int:
         protocol=args.protocol,
         device=device,
         dtype=args.dtype,
-        num_workers=max(0, args.num_workers),
+        num_workers=max(0, args.num_workers)
+        if args.num_workers is not None
+        else (2 if device.startswith("cuda") else 0),
         judge_model=args.judge_model,
         judge_base_url=args.judge_base_url,
         judge_cache=Path(args.judge_cache) if args.judge_cache else None,

@@ -1,0 +1,278 @@
+"""Shared pieces of the benchmark scripts: random models of any size built offline, machine facts, measured
+subprocesses, tables and result files. Imports only the standard library at module level."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The dimensions of a random Phi + SigLIP TinyLLaVA (the shape of TinyLLaVA-3.1B when full size)."""
+
+    name: str
+    hidden: int
+    layers: int
+    heads: int
+    intermediate: int
+    vision_hidden: int
+    vision_layers: int  # layers kept: the tower ends at the feature layer (SigLIP-so400m: 26 of 27)
+    vision_heads: int
+    vision_intermediate: int
+    image_size: int
+    patch_size: int = 14
+    vocab: int | None = None  # None: the size of the small random tokenizer
+    partial_rotary_factor: float = 0.4  # Phi-2's
+
+    @property
+    def image_tokens(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "image_tokens": self.image_tokens}
+
+
+# A CPU-sized model with the real SigLIP token count (729), so prefill is dominated by image tokens as in the paper.
+MID = ModelSpec(
+    name="mid-phi512x3-siglip256x2-729tok",
+    hidden=512,
+    layers=3,
+    heads=8,
+    intermediate=2048,
+    vision_hidden=256,
+    vision_layers=2,
+    vision_heads=4,
+    vision_intermediate=1024,
+    image_size=384,
+    partial_rotary_factor=0.5,  # head dim 64: 32 rotary dims
+)
+# TinyLLaVA-3.1B's shapes: Phi-2 and SigLIP-so400m-patch14-384 (hidden_states[-2]: 26 of 27 layers run).
+PHI2_SIGLIP = ModelSpec(
+    name="phi2-2.7b-siglip-so400m",
+    hidden=2560,
+    layers=32,
+    heads=32,
+    intermediate=10240,
+    vision_hidden=1152,
+    vision_layers=26,
+    vision_heads=16,
+    vision_intermediate=4304,
+    image_size=384,
+    vocab=51200,
+)
+
+
+def build_random_model(
+    spec: ModelSpec,
+    *,
+    device: str = "cpu",
+    dtype: Any = None,
+    seed: int = 0,
+    init_std: float | None = 0.2,
+    with_preprocessor: bool = True,
+) -> Any:
+    """A random TinyLlava of `spec` (Phi LLM, SigLIP tower, mlp2x_gelu connector, template phi), nothing downloaded.
+
+    `init_std` redraws every matrix from N(0, std): wide weights put greedy choices far from ties, so batched and
+    one-at-a-time answers agree exactly (None keeps transformers' own 0.02 init, for speed-only runs).
+    """
+    import torch
+    from transformers import SiglipVisionConfig
+
+    from tinyllava_bench.models.connectors import build_connector
+    from tinyllava_bench.models.llm import build_language_model, text_config_from_dict
+    from tinyllava_bench.models.tiny import build_tokenizer
+    from tinyllava_bench.models.tinyllava import ModelSettings, TinyLlava
+    from tinyllava_bench.models.vision import VisionTower
+
+    torch.manual_seed(seed)
+    dtype = dtype or torch.float32
+    tokenizer = build_tokenizer("phi")
+    text_config = text_config_from_dict(
+        {
+            "model_type": "phi",
+            "vocab_size": max(len(tokenizer), spec.vocab or 0),
+            "hidden_size": spec.hidden,
+            "intermediate_size": spec.intermediate,
+            "num_hidden_layers": spec.layers,
+            "num_attention_heads": spec.heads,
+            "max_position_embeddings": 2048,
+            "partial_rotary_factor": spec.partial_rotary_factor,
+            "resid_pdrop": 0.0,
+            "embd_pdrop": 0.0,
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+        }
+    )
+    vision_config = SiglipVisionConfig(
+        hidden_size=spec.vision_hidden,
+        intermediate_size=spec.vision_intermediate,
+        num_hidden_layers=spec.vision_layers,
+        num_attention_heads=spec.vision_heads,
+        image_size=spec.image_size,
+        patch_size=spec.patch_size,
+    )
+    preprocessor = None
+    if with_preprocessor:
+        from tinyllava_bench.models.preprocess import preprocessor_for
+
+        preprocessor = preprocessor_for("siglip", spec.image_size, "pad")
+    previous_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            model = TinyLlava(
+                VisionTower(vision_config, select="full"),
+                build_connector("mlp2x_gelu", spec.vision_hidden, spec.hidden),
+                build_language_model(text_config),
+                tokenizer,
+                preprocessor,
+                ModelSettings(
+                    template="phi",
+                    image_aspect="pad",
+                    vision_layer=-1,
+                    vision_select="full",
+                    connector="mlp2x_gelu",
+                    max_length=2048,
+                    strip_question=True,
+                    layout="native",
+                ),
+                name=spec.name,
+            )
+    finally:
+        torch.set_default_dtype(previous_dtype)
+    model.to(device=device, dtype=dtype)
+    if init_std is not None:
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if name.endswith("lm_head.bias"):
+                    param.zero_()
+                elif param.dim() >= 2:
+                    param.normal_(0.0, init_std)
+    return model.eval()
+
+
+def parameter_count(module: Any) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+# ----- the machine ---------------------------------------------------------------------------------------------
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model and count, load, versions: what a reader needs to compare numbers across machines."""
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "load_average_1_5_15": load_average(),
+    }
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        fields = dict(line.split(":", 1) for line in lscpu.splitlines() if ":" in line)
+        fields = {k.strip(): v.strip() for k, v in fields.items()}
+        info["cpu_model"] = fields.get("Model name")
+        info["lscpu_cpus"] = fields.get("CPU(s)")
+        info["hypervisor"] = fields.get("Hypervisor vendor")
+        info["lscpu_head"] = lscpu.splitlines()[:10]
+    except (OSError, subprocess.SubprocessError):
+        pass
+    for package in ("torch", "transformers", "datasets"):
+        try:
+            info[package] = __import__(package).__version__
+        except ImportError:
+            info[package] = None
+    return info
+
+
+# ----- measured subprocesses ------------------------------------------------------------------------------------
+
+
+def run_measured(
+    command: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> dict:
+    """Run `command`, output to `log`; wall and CPU seconds, and the peak resident memory of its largest process.
+
+    CPU seconds and memory come from wait4: the child's own and its reaped children's (DataLoader workers).
+    """
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as handle:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+        # wait4 gives this child's own rusage (its waited-for children included); Popen.wait would discard it
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return {
+        "wall_s": round(wall, 3),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
+        "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+        "returncode": process.returncode,
+        "log": str(log),
+    }
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """The environment with OpenMP/MKL pinned to `threads`, so every process of a comparison computes alike."""
+    return {
+        **os.environ,
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def peak_rss_mib() -> float:
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+# ----- output ---------------------------------------------------------------------------------------------------
+
+
+def format_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
+    """A plain-text table of `rows` with (key, header) columns; floats get 3 significant decimals."""
+
+    def cell(value: Any) -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, float):
+            return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+        return str(value)
+
+    body = [[cell(row.get(key)) for key, _ in columns] for row in rows]
+    widths = [max(len(header), *(len(r[i]) for r in body)) for i, (_, header) in enumerate(columns)]
+    lines = ["  ".join(h.ljust(w) for (_, h), w in zip(columns, widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in body]
+    return "\n".join(lines)
+
+
+def write_result(path: Path, data: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    return path
+
+
+def python_for_lmms() -> str:
+    """The interpreter that has lmms-eval: $LMMS_PYTHON, else /work/lmms-venv's, else this one."""
+    candidate = os.environ.get("LMMS_PYTHON") or "/work/lmms-venv/bin/python"
+    return candidate if Path(candidate).exists() else sys.executable
