@@ -1,17 +1,17 @@
-"""Shared fixtures of the reliability suite: a tiny checkpoint, small local datasets, a warm fork server that
-starts real `tinyllava-bench` runs for crash tests, and helpers that compare run folders."""
+"""Shared fixtures of the reliability suite: a tiny checkpoint, small local datasets, real `tinyllava-bench`
+processes for crash tests, and helpers that compare run folders."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
-import queue
 import re
+import resource
 import signal
 import subprocess
 import sys
-import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,60 +68,44 @@ class Finished:
     maxrss_kb: int  # the run's peak resident memory, the fork server's own pages included
 
 
-class ForkServer:
-    """Client of tests/reliability/fork_server.py: one forked CLI run at a time, killable by its pid."""
+class CliRuns:
+    """Real `python -m tinyllava_bench` processes, one at a time, killable by their pid.
 
-    def __init__(self, warmup: list[str], logs: Path) -> None:
+    (A warm fork server was faster but could hang: forking a process whose library thread pools hold locks.)
+    """
+
+    def __init__(self, logs: Path) -> None:
         self.logs = logs
         self._count = 0
-        self._lines: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.reliability.fork_server", json.dumps(warmup)],
-            cwd=REPO_ROOT,
-            env={**os.environ, **CHILD_ENV},
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=open(logs / "server.err", "w"),  # noqa: SIM115 - lives as long as the server
-            text=True,
-        )
-        threading.Thread(target=self._read, daemon=True).start()
-        ready = self._next(timeout=300)
-        assert ready.get("ready") == 0, (logs / "server.err").read_text()[-3000:]
+        self._proc: subprocess.Popen | None = None
         self.pid: int | None = None
         self.reference: Path | None = None
-
-    def _read(self) -> None:
-        assert self._proc.stdout is not None
-        for line in self._proc.stdout:
-            self._lines.put(json.loads(line))
-        self._lines.put(None)
-
-    def _next(self, timeout: float) -> dict[str, Any]:
-        try:
-            message = self._lines.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError(f"fork server silent for {timeout}s") from None
-        assert message is not None, f"fork server died: {(self.logs / 'server.err').read_text()[-3000:]}"
-        return message
+        self.reference_maxrss_kb = 0
 
     def start(self, argv: list[str], fsize: int | None = None, env: dict[str, str] | None = None) -> int:
-        """Fork a run of `argv` with `env` added; `fsize` caps the size of any file it writes (RLIMIT_FSIZE).
+        """Start a run of `argv` with `env` added; `fsize` caps the size of any file it writes (RLIMIT_FSIZE).
         Returns its pid."""
         assert self.pid is None, "one run at a time"
         self._count += 1
         self._out = self.logs / f"run{self._count}.out"
         self._err = self.logs / f"run{self._count}.err"
-        request = {
-            "argv": argv,
-            "stdout": str(self._out),
-            "stderr": str(self._err),
-            "fsize": fsize,
-            "env": env,
-        }
-        assert self._proc.stdin is not None
-        self._proc.stdin.write(json.dumps(request) + "\n")
-        self._proc.stdin.flush()
-        self.pid = self._next(timeout=30)["pid"]
+
+        def limit_file_size() -> None:
+            if fsize is not None:
+                signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG) instead
+                resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+
+        with open(self._out, "w") as out, open(self._err, "w") as err:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "tinyllava_bench", *argv],
+                cwd=REPO_ROOT,
+                env={**os.environ, **CHILD_ENV, **(env or {})},
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                preexec_fn=limit_file_size,
+            )
+        self.pid = self._proc.pid
         return self.pid
 
     def kill(self) -> None:
@@ -129,32 +113,34 @@ class ForkServer:
         with contextlib.suppress(ProcessLookupError):  # it had already ended; wait() reports how
             os.kill(self.pid, signal.SIGKILL)
 
-    def wait(self, timeout: float = 120) -> Finished:
-        assert self.pid is not None
-        try:
-            message = self._next(timeout=timeout)
-        except AssertionError:
-            self.kill()
-            raise
-        assert message["pid"] == self.pid
+    def wait(self, timeout: float = 300) -> Finished:
+        assert self.pid is not None and self._proc is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            pid, status, usage = os.wait4(self.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                self.kill()
+                os.wait4(self.pid, 0)
+                self._proc.returncode = -9
+                self.pid = None
+                raise AssertionError(f"run did not finish in {timeout}s: {self._err.read_text()[-2000:]}")
+            time.sleep(0.05)
+        self._proc.returncode = os.waitstatus_to_exitcode(status)
         self.pid = None
-        return Finished(
-            message["returncode"], self._out.read_text(), self._err.read_text(), message["maxrss_kb"]
-        )
+        return Finished(self._proc.returncode, self._out.read_text(), self._err.read_text(), usage.ru_maxrss)
 
     def resident_kb(self) -> int:
-        """The fork server's own resident memory now: what every forked run starts with."""
-        for line in Path(f"/proc/{self._proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        raise AssertionError("no VmRSS in /proc status")
+        """Peak resident memory of the uninterrupted reference run: what a normal run needs."""
+        return self.reference_maxrss_kb
 
     def run(
         self,
         argv: list[str],
         fsize: int | None = None,
         env: dict[str, str] | None = None,
-        timeout: float = 120,
+        timeout: float = 300,
     ) -> Finished:
         self.start(argv, fsize, env)
         return self.wait(timeout)
@@ -162,26 +148,23 @@ class ForkServer:
     def close(self) -> None:
         if self.pid is not None:
             self.kill()
-        assert self._proc.stdin is not None
-        self._proc.stdin.close()
-        try:
-            self._proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
+            with contextlib.suppress(ChildProcessError):
+                os.wait4(self.pid, 0)
 
 
 @pytest.fixture(scope="session")
 def fork_server(tmp_path_factory, checkpoint, data_root):
-    """The warm fork server; its warm-up is an uninterrupted run of gqa,pope (batch size 1) into `reference`."""
+    """Runs CLI processes; an uninterrupted run of gqa,pope (batch size 1) is written into `reference` first."""
     if not sys.platform.startswith("linux"):
-        pytest.skip("the fork server needs os.fork and /proc (Linux)")
+        pytest.skip("these runs use os.wait4 and RLIMIT_FSIZE (Linux)")
     reference = tmp_path_factory.mktemp("reference")
-    logs = tmp_path_factory.mktemp("fork-logs")
-    server = ForkServer(eval_argv(checkpoint, data_root, reference, "gqa,pope", "--batch-size", "1"), logs)
-    server.reference = reference
-    yield server
-    server.close()
+    runs = CliRuns(tmp_path_factory.mktemp("cli-logs"))
+    finished = runs.run(eval_argv(checkpoint, data_root, reference, "gqa,pope", "--batch-size", "1"))
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    runs.reference = reference
+    runs.reference_maxrss_kb = finished.maxrss_kb
+    yield runs
+    runs.close()
 
 
 @pytest.fixture(scope="session")
