@@ -61,6 +61,9 @@ _BRIEF_PROMPTS = (
 )
 
 
+_DETAILED_PROMPT = "Describe this image in detail."
+
+
 def _capitalized(answer: str) -> str:
     # LLaVA's VQA training answers start with a capital ("Yes", "Red"); the eval scorers lower-case predictions
     return answer[:1].upper() + answer[1:]
@@ -78,8 +81,9 @@ def _short_turns(scene: Scene, rng: random.Random) -> list[tuple[str, str]]:
     """VQAv2/GQA style: several short-answer questions about one image."""
     families = families_for(scene)
     turns = []
-    for family in rng.sample(families, min(len(families), rng.randint(2, 4))):
-        qa = ask(scene, rng, family)
+    # several questions per image (as VQAv2/GQA records in LLaVA-665K): many grounded answers per sequence
+    for _ in range(rng.randint(3, 6)):
+        qa = ask(scene, rng, rng.choice(families))
         turns.append((qa.question + SHORT_ANSWER_SUFFIX, _capitalized(qa.answer)))
     return turns
 
@@ -132,7 +136,7 @@ def _open_turns(scene: Scene, rng: random.Random) -> list[tuple[str, str]]:
         qa = read_question(scene, rng.choice(scene.words))
     turns = [(qa.question, qa.full_answer)]
     if rng.random() < 0.7:
-        turns.append(("Describe this image in detail.", detailed_caption(scene)))
+        turns.append((_DETAILED_PROMPT, detailed_caption(scene)))
     return turns
 
 
@@ -149,11 +153,11 @@ def _text_only_turns(rng: random.Random) -> list[tuple[str, str]]:
 
 
 _FINETUNE_STYLES: tuple[tuple[str, float, Callable[[Scene, random.Random], list[tuple[str, str]]]], ...] = (
-    ("short", 0.35, _short_turns),
+    ("short", 0.50, _short_turns),
     ("ocr", 0.10, _ocr_turns),
-    ("multiple_choice", 0.15, _multiple_choice_turns),
+    ("multiple_choice", 0.10, _multiple_choice_turns),
     ("yes_no", 0.20, _yes_no_turns),
-    ("open", 0.20, _open_turns),
+    ("open", 0.10, _open_turns),
 )
 
 
@@ -169,12 +173,36 @@ def _write_json(records: list[dict[str, Any]], path: Path) -> None:
     path.write_text(json.dumps(records, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def write_training_data(root: Path, n_pretrain: int, n_finetune: int, seed: int = 0) -> dict[str, Path]:
-    """Write LLaVA-format root/pretrain.json (captions) and root/finetune.json (the eval tasks' question styles).
+def _caption_records(
+    stage: str, n: int, seed: int, image_folder: Path, detailed: bool
+) -> list[dict[str, Any]]:
+    rng = seeded_rng("train", stage, seed)
+    records = []
+    for index in range(n):
+        scene = sample_scene(rng, random_scene_kind(rng, text_share=0.25, arithmetic_share=0.1), "train")
+        name = f"{stage}/{index:06d}.png"
+        _save_png(scene, image_folder / name)
+        turn = (
+            (_DETAILED_PROMPT, detailed_caption(scene))
+            if detailed
+            else (rng.choice(_BRIEF_PROMPTS), brief_caption(scene))
+        )
+        records.append(
+            {"id": f"demo-{stage}-{index:06d}", "image": name, "conversations": _conversation([turn])}
+        )
+    return records
 
-    Images go to root/images/{pretrain,finetune}/ and the records name them relative to root/images (LLaVA's
+
+def write_training_data(
+    root: Path, n_pretrain: int, n_finetune: int, seed: int = 0, n_share_pretrain: int = 0
+) -> dict[str, Path]:
+    """Write LLaVA-format root/pretrain.json (brief captions, LLaVA-558K's role), root/finetune.json (the eval
+    tasks' question styles, LLaVA-665K's role) and, when n_share_pretrain > 0, root/share-pretrain.json (detailed
+    captions: ShareGPT4V's role in the paper's share recipe).
+
+    Images go to root/images/<stage>/ and the records name them relative to root/images (LLaVA's
     --image_folder). About one finetune record in twenty is text-only (no "image" key). Returns the paths under
-    "pretrain", "finetune" and "image_folder".
+    "pretrain", "finetune", "share-pretrain" (when written) and "image_folder".
     """
     root = Path(root)
     image_folder = root / IMAGES_DIR
@@ -184,22 +212,13 @@ def write_training_data(root: Path, n_pretrain: int, n_finetune: int, seed: int 
         "image_folder": image_folder,
     }
     root.mkdir(parents=True, exist_ok=True)
-
-    rng = seeded_rng("train", "pretrain", seed)
-    pretrain = []
-    for index in range(n_pretrain):
-        scene = sample_scene(rng, random_scene_kind(rng, text_share=0.25, arithmetic_share=0.1), "train")
-        name = f"pretrain/{index:06d}.png"
-        _save_png(scene, image_folder / name)
-        prompt = rng.choice(_BRIEF_PROMPTS)
-        pretrain.append(
-            {
-                "id": f"demo-pretrain-{index:06d}",
-                "image": name,
-                "conversations": _conversation([(prompt, brief_caption(scene))]),
-            }
-        )
-    _write_json(pretrain, paths["pretrain"])
+    _write_json(
+        _caption_records("pretrain", n_pretrain, seed, image_folder, detailed=False), paths["pretrain"]
+    )
+    if n_share_pretrain:
+        paths["share-pretrain"] = root / "share-pretrain.json"
+        records = _caption_records("share-pretrain", n_share_pretrain, seed, image_folder, detailed=True)
+        _write_json(records, paths["share-pretrain"])
 
     rng = seeded_rng("train", "finetune", seed)
     text_only = max(1, n_finetune // 20) if n_finetune >= 4 else 0

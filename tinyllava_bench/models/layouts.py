@@ -170,6 +170,7 @@ def _read_native(folder: Path, source: str, overrides: dict[str, Any], resolve: 
     trust = bool(overrides.get("trust_remote_code"))
     text_config = text_config_from_dict(config["text_config"], trust_remote_code=trust, source=source)
     settings = _settings(config["settings"], overrides)
+    _note_training(settings, config.get("training"))
     preprocessor = ImagePreprocessor.from_dict({**config["preprocessor"], "aspect": settings.image_aspect})
     return CheckpointParts(
         layout="native",
@@ -183,6 +184,15 @@ def _read_native(folder: Path, source: str, overrides: dict[str, Any], resolve: 
         preprocessor=preprocessor,
         connector_kwargs=config.get("connector_kwargs", {}),
     )
+
+
+def _note_training(settings: ModelSettings, training: Any) -> None:
+    """A checkpoint our trainer wrote knows its recipe and the card it reproduces: reports group by them."""
+    if not isinstance(training, dict):
+        return
+    for key, source in (("recipe", "recipe"), ("paper_variant", "variant"), ("data", "paper_data")):
+        if training.get(source) is not None:
+            settings.extra[key] = training[source]
 
 
 # ----- factory -----------------------------------------------------------------------------------------------------

@@ -579,7 +579,16 @@ def save_stage(
     model.requires_grad_(False)
     summary = {
         k: record[k]
-        for k in ("recipe", "stage", "variant", "seed", "steps", "model_max_length", "record_version")
+        for k in (
+            "recipe",
+            "stage",
+            "variant",
+            "paper_data",
+            "seed",
+            "steps",
+            "model_max_length",
+            "record_version",
+        )
     }
     summary["data_fingerprint"] = record["data"]["fingerprint"]
     with _full_parameters(model, zero3):

@@ -1,0 +1,471 @@
+"""The offline demo, end to end: build the demo world, train two tiny variants that differ in one axis with the
+real trainer, evaluate both with the real engine and scorers, and write the ablation table, leaderboard and plots.
+
+Everything runs on CPU from nothing (no download): the "pretrained" LLM and vision tower are tiny random models
+written to disk first, so the trainer starts from folders exactly as it would from hub downloads.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import logging
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from tinyllava_bench.errors import UserError
+
+# Tasks whose demo questions the training data teaches (MM-Vet and LLaVA-W need a GPT judge: left out).
+DEMO_EVAL_TASKS = ("gqa", "pope", "mme", "scienceqa_img", "vqav2", "textvqa")
+# The paper's training-recipe ablation (base vs share, Table A1's "Recipe" column): the axis the demo varies.
+ABLATION_AXIS = "recipe"
+LLM_FAMILY = "phi"
+TEMPLATE = "phi"
+# Tokens of the phi family's tokenizer (Phi-2: bos = eos = unk = <|endoftext|>).
+ENDOFTEXT = "<|endoftext|>"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One trained model of the ablation: its run name and training recipe."""
+
+    name: str
+    recipe: str
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Sizes of everything the demo builds; the defaults are the full demo (about 5 minutes on 2 CPU cores)."""
+
+    seed: int = 0
+    n_pretrain: int = 1500
+    n_share_pretrain: int = 1500
+    n_finetune: int = 4000
+    n_eval: int = 120  # rows per eval task (MME: rounded up to pairs)
+    tasks: tuple[str, ...] = DEMO_EVAL_TASKS
+    variants: tuple[Variant, ...] = (Variant("demo-base", "base"), Variant("demo-share", "share"))
+    # the model: a Phi-style LLM and a SigLIP-style tower, both random ("pretrained" on nothing)
+    llm_hidden: int = 96
+    llm_layers: int = 3
+    vocab_size: int = 800
+    image_size: int = 48
+    patch_size: int = 16  # a 3x3 grid: each of the four shape slots falls in one patch
+    vision_hidden: int = 48
+    vision_layers: int = 2
+    vision_init_std: float = 0.02
+    model_max_length: int = 384
+    # the recipes' stages at demo scale: rates and epochs for models trained from scratch instead of the paper's
+    # pretrained 1-3B LLMs; which modules train in which stage stays the recipe's
+    pretrain_lr: float = 3e-3
+    share_pretrain_lr: float = 2e-3
+    finetune_lr: float = 2e-3
+    pretrain_epochs: float = 1.0
+    share_pretrain_epochs: float = 2.0
+    finetune_epochs: float = 5.0
+    batch: int = 16
+    eval_batch: int = 32
+    workers: int = 2  # variants trained side by side, one process (and one CPU thread) each
+
+
+QUICK = DemoSettings(
+    n_pretrain=48,
+    n_share_pretrain=48,
+    n_finetune=96,
+    n_eval=12,
+    llm_hidden=32,
+    llm_layers=1,
+    vocab_size=500,
+    image_size=32,
+    vision_hidden=24,
+    vision_layers=1,
+    share_pretrain_epochs=1.0,
+    finetune_epochs=1.0,
+)
+
+
+@dataclass
+class DemoResult:
+    """Where the demo wrote everything, and what it measured."""
+
+    output: Path
+    runs: dict[str, Path]  # variant name -> run folder
+    checkpoints: dict[str, Path]  # variant name -> finetuned model
+    table: Path
+    table_markdown: str
+    leaderboard: Path
+    plots: list[Path]
+    seconds: dict[str, float]  # wall time per step, and "total"
+    scores: dict[str, dict[str, float | None]]  # variant name -> task -> headline value
+
+    def summary(self) -> str:
+        """What was written where, how long it took, and the commands that take it further."""
+        base, other = (self.runs[name] for name in list(self.runs)[:2])
+        lines = [
+            f"demo finished in {self.seconds['total']:.0f} s; everything is in {self.output}/",
+            f"  ablation table  {self.table}",
+            f"  leaderboard     {self.leaderboard}",
+            *(f"  plot            {path}" for path in self.plots),
+            *(f"  run folder      {path}" for path in self.runs.values()),
+            "next:",
+            f"  tinyllava-bench report {' '.join(str(p) for p in self.runs.values())} --group-by {ABLATION_AXIS}",
+            f"  tinyllava-bench regress --baseline {base} --current {other}",
+        ]
+        return "\n".join(lines)
+
+
+def _step(log: Callable[[str], None], seconds: dict[str, float], name: str, started: float) -> None:
+    seconds[name] = round(time.time() - started, 1)
+    log(f"      {name}: {seconds[name]:.1f} s")
+
+
+def run_demo(
+    output: Path, settings: DemoSettings | None = None, log: Callable[[str], None] = print
+) -> DemoResult:
+    """Build the world, train the variants, evaluate them and write table, leaderboard and plots into `output`."""
+    settings = settings or DemoSettings()
+    output = Path(output)
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise UserError(f"{output} already exists and is not empty; pass another --output or delete it")
+    output.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    seconds: dict[str, float] = {}
+
+    log(
+        f"[1/4] demo world: {settings.n_pretrain} + {settings.n_share_pretrain} captions, {settings.n_finetune} conversations,"
+    )
+    log(f"      {settings.n_eval} questions each of {', '.join(settings.tasks)}")
+    t = time.time()
+    world = build_world(output / "data", settings)
+    _step(log, seconds, "world", t)
+
+    t = time.time()
+    parts = write_base_models(output / "base", world["pretrain"], world["finetune"], settings)
+    _step(log, seconds, "base models", t)
+
+    for variant in settings.variants:
+        stages = " -> ".join(_recipe_stages(variant.recipe))
+        log(f"[2/4] training {variant.name}: recipe {variant.recipe} ({stages})")
+    t = time.time()
+    checkpoints = train_all(parts, world["train_root"], output / "train", settings)
+    _step(log, seconds, "training", t)
+
+    runs: dict[str, Path] = {}
+    for variant in settings.variants:
+        log(f"[3/4] evaluating {variant.name} on {', '.join(settings.tasks)} (official protocol)")
+        t = time.time()
+        runs[variant.name] = evaluate_variant(
+            checkpoints[variant.name], world["eval_root"], output / "runs" / variant.name, settings
+        )
+        _step(log, seconds, f"eval {variant.name}", t)
+
+    log("[4/4] report: ablation table, leaderboard, plots")
+    t = time.time()
+    table_path, markdown, leaderboard, plots, scores = write_reports(output, list(runs.values()))
+    _step(log, seconds, "report", t)
+    seconds["total"] = round(time.time() - started, 1)
+    (output / "demo.json").write_text(
+        json.dumps(
+            {
+                "settings": _settings_dict(settings),
+                "seconds": seconds,
+                "runs": {k: str(v) for k, v in runs.items()},
+                "scores": {names[k]: v for names in [_names(runs)] for k, v in scores.items()},
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    return DemoResult(
+        output=output,
+        runs=runs,
+        checkpoints=checkpoints,
+        table=table_path,
+        table_markdown=markdown,
+        leaderboard=leaderboard,
+        plots=plots,
+        seconds=seconds,
+        scores={_names(runs)[k]: v for k, v in scores.items()},
+    )
+
+
+def _names(runs: dict[str, Path]) -> dict[str, str]:
+    return {str(path): name for name, path in runs.items()}
+
+
+def _settings_dict(settings: DemoSettings) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(settings)
+
+
+def build_world(root: Path, settings: DemoSettings) -> dict[str, Path]:
+    """Training data (LLaVA format) under root/train and the eval tasks (hub columns) under root/eval."""
+    from tinyllava_bench.demo import write_all_tasks, write_training_data
+
+    train_root, eval_root = root / "train", root / "eval"
+    paths = write_training_data(
+        train_root, settings.n_pretrain, settings.n_finetune, settings.seed, settings.n_share_pretrain
+    )
+    write_all_tasks(eval_root, n=settings.n_eval, seed=settings.seed, tasks=settings.tasks)
+    return {**paths, "train_root": train_root, "eval_root": eval_root}
+
+
+def _training_texts(pretrain: Path, finetune: Path) -> list[str]:
+    """The training strings exactly as the trainer will see them (caption and chat templates applied)."""
+    from tinyllava_bench.models.templates import get_template
+
+    texts = []
+    for path, template in ((pretrain, get_template("pretrain")), (finetune, get_template(TEMPLATE))):
+        for record in json.loads(Path(path).read_text()):
+            values = [turn["value"] for turn in record["conversations"]]
+            turns = list(zip(values[0::2], values[1::2]))
+            text, _ = template.render_conversation(turns)
+            texts.extend(chunk for chunk in text.split("<image>") if chunk)
+    return texts
+
+
+def boilerplate_phrases() -> list[str]:
+    """Text every training string repeats (system prompt, roles, answer-format suffixes): one token each."""
+    from tinyllava_bench.demo.training_data import (
+        MME_SUFFIX,
+        MULTIPLE_CHOICE_SUFFIX,
+        OCR_PREFIX,
+        SHORT_ANSWER_SUFFIX,
+    )
+    from tinyllava_bench.models.templates import SYSTEM_PROMPT
+
+    return [
+        SYSTEM_PROMPT,
+        "USER:",
+        "ASSISTANT:",
+        SHORT_ANSWER_SUFFIX,
+        MULTIPLE_CHOICE_SUFFIX,
+        MME_SUFFIX,
+        OCR_PREFIX,
+    ]
+
+
+def build_demo_tokenizer(texts: Sequence[str], vocab_size: int) -> Any:
+    """A byte-level BPE tokenizer of the phi family trained on the demo's training strings.
+
+    The boilerplate phrases are added as whole tokens, so a sequence is mostly image, question and answer: short
+    sequences are what lets a model trained from scratch on 2 CPU cores learn in minutes.
+    """
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE(unk_token=ENDOFTEXT))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[ENDOFTEXT],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    tokenizer.add_tokens([AddedToken(p, normalized=False, special=False) for p in boilerplate_phrases()])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token=ENDOFTEXT,
+        eos_token=ENDOFTEXT,
+        unk_token=ENDOFTEXT,
+        model_max_length=2048,
+    )
+
+
+def write_base_models(root: Path, pretrain: Path, finetune: Path, settings: DemoSettings) -> dict[str, str]:
+    """root/llm (a random Phi-style LLM + its tokenizer) and root/vision (a random SigLIP-style tower), as a hub
+    download would hold them; the tower's weights are drawn wide so pictures stay apart after its layer norms."""
+    import torch
+    from transformers import SiglipVisionModel
+
+    from tinyllava_bench.models.llm import build_language_model
+    from tinyllava_bench.models.tiny import tiny_text_config, tiny_vision_config
+
+    torch.manual_seed(settings.seed)
+    tokenizer = build_demo_tokenizer(_training_texts(pretrain, finetune), settings.vocab_size)
+    text_config = tiny_text_config(
+        LLM_FAMILY, tokenizer, hidden=settings.llm_hidden, layers=settings.llm_layers
+    )
+    text_config.max_position_embeddings = settings.model_max_length
+    language_model = build_language_model(text_config)
+    language_model.save_pretrained(root / "llm")
+    tokenizer.save_pretrained(root / "llm")
+    vision_config = tiny_vision_config(
+        "siglip",
+        image_size=settings.image_size,
+        patch_size=settings.patch_size,
+        hidden=settings.vision_hidden,
+        layers=settings.vision_layers + 1,  # features come from the penultimate layer, as SigLIP's
+    )
+    tower = SiglipVisionModel(vision_config)
+    with torch.no_grad():
+        for parameter in tower.parameters():
+            if parameter.dim() >= 2:
+                parameter.normal_(0.0, settings.vision_init_std)
+    tower.save_pretrained(root / "vision")
+    return {"llm": str(root / "llm"), "vision": str(root / "vision")}
+
+
+def training_config(variant: Variant, parts: dict[str, str], settings: DemoSettings) -> dict[str, Any]:
+    """The `train --config` YAML content of one variant: the recipe's stages, at the demo's scale."""
+    scale = {
+        "pretrain": (settings.pretrain_lr, settings.pretrain_epochs, {}),
+        # the upper half of the tower trains, as the paper's layers >= 12 of SigLIP's 27
+        "share-pretrain": (
+            settings.share_pretrain_lr,
+            settings.share_pretrain_epochs,
+            {"vision": f"partial({settings.vision_layers // 2})"},
+        ),
+        "finetune": (settings.finetune_lr, settings.finetune_epochs, {}),
+    }
+    return {
+        "name": variant.name,
+        "llm": parts["llm"],
+        "vision": parts["vision"],
+        "template": TEMPLATE,
+        "connector": "mlp2x_gelu",
+        "image_aspect": "pad",
+        "vision_select": "full",
+        "strip_question": False,
+        "recipe": variant.recipe,
+        "model_max_length": settings.model_max_length,
+        "seed": settings.seed,
+        "stage_overrides": {
+            stage: {"learning_rate": lr, "epochs": epochs, "global_batch_size": settings.batch, **extra}
+            for stage, (lr, epochs, extra) in scale.items()
+            if stage in _recipe_stages(variant.recipe)
+        },
+    }
+
+
+def _recipe_stages(recipe: str) -> list[str]:
+    from tinyllava_bench.train.recipes import get_recipe
+
+    return [stage.name for stage in get_recipe(recipe).stages]
+
+
+def train_variant(
+    variant: Variant,
+    parts: dict[str, str],
+    data_root: Path,
+    root: Path,
+    settings: DemoSettings,
+    threads: int = 0,
+) -> Path:
+    """Write the variant's config and run the trainer through the recipe's stages; returns the finetuned model."""
+    import torch
+    import yaml
+
+    from tinyllava_bench.train.plan import RunOptions, build_plan
+    from tinyllava_bench.train.trainer import run_training
+
+    if threads:
+        torch.set_num_threads(threads)
+    folder = root / variant.name
+    folder.mkdir(parents=True, exist_ok=True)
+    config_path = folder / "config.yaml"
+    config_path.write_text(yaml.safe_dump(training_config(variant, parts, settings), sort_keys=False))
+    options = RunOptions(
+        output=folder,
+        data_root=data_root,
+        save_steps=100_000,  # nothing to resume in a demo: no intermediate checkpoints
+        logging_steps=25,
+        dataloader_workers=0,
+        preprocess_workers=1,
+        progress=False,
+    )
+    with _quiet("tinyllava_bench.train", "transformers"):
+        stages = run_training(build_plan(None, config_path, options))
+    return stages[-1]
+
+
+def train_all(parts: dict[str, str], data_root: Path, root: Path, settings: DemoSettings) -> dict[str, Path]:
+    """Train every variant; side by side in `settings.workers` processes (tiny models leave a core idle when a
+    single process trains them), else one after the other."""
+    variants = settings.variants
+    workers = min(settings.workers, len(variants), os.cpu_count() or 1)
+    if workers <= 1:
+        return {v.name: train_variant(v, parts, data_root, root, settings) for v in variants}
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked torch thread pools
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        futures = {
+            v.name: pool.submit(train_variant, v, parts, data_root, root, settings, threads) for v in variants
+        }
+        return {name: future.result() for name, future in futures.items()}
+
+
+def evaluate_variant(checkpoint: Path, data_root: Path, output: Path, settings: DemoSettings) -> Path:
+    from tinyllava_bench.engine.runner import EvalConfig, evaluate
+
+    evaluate(
+        EvalConfig(
+            model=str(checkpoint),
+            tasks=list(settings.tasks),
+            output=output,
+            data_root=data_root,
+            device="cpu",
+            batch_size=settings.eval_batch,
+            num_workers=0,
+            seed=settings.seed,
+            show_progress=False,
+        )
+    )
+    return output
+
+
+def write_reports(
+    output: Path, run_folders: list[Path]
+) -> tuple[Path, str, Path, list[Path], dict[str, dict[str, float | None]]]:
+    """The ablation table (markdown), the leaderboard CSV and the plots, from the run folders alone."""
+    from tinyllava_bench.report.leaderboard import write_leaderboard
+    from tinyllava_bench.report.plots import write_plots
+    from tinyllava_bench.report.runs import load_runs
+    from tinyllava_bench.report.tables import render_table, results_table
+
+    runs = load_runs(run_folders)
+    table = results_table(runs, group_by=ABLATION_AXIS)
+    markdown = render_table(table, "md")
+    table_path = output / "ablation.md"
+    table_path.write_text(markdown, encoding="utf-8")
+    leaderboard = write_leaderboard(runs, output / "leaderboard.csv").path
+    plots = write_plots(table, output / "plots")
+    scores = {str(run.path): {name: task.headline_value for name, task in run.tasks.items()} for run in runs}
+    return table_path, markdown, Path(leaderboard), plots, scores
+
+
+class _quiet:
+    """Raise the named loggers to WARNING for a block (the trainer logs every few steps at INFO)."""
+
+    def __init__(self, *names: str) -> None:
+        self.loggers = [logging.getLogger(name) for name in names]
+        self.levels: list[int] = []
+
+    def __enter__(self) -> None:
+        self.levels = [log.level for log in self.loggers]
+        for log in self.loggers:
+            log.setLevel(logging.WARNING)
+
+    def __exit__(self, *exc: object) -> None:
+        for log, level in zip(self.loggers, self.levels):
+            log.setLevel(level)
+
+
+__all__ = [
+    "ABLATION_AXIS",
+    "DEMO_EVAL_TASKS",
+    "QUICK",
+    "DemoResult",
+    "DemoSettings",
+    "Variant",
+    "replace",
+    "run_demo",
+]
