@@ -369,3 +369,15 @@ def test_paper_and_group_by_together_on_runs_is_a_user_error(tmp_path, capsys):
     code, _, err = run_cli(["report", str(run), "--paper", "--group-by", "vision"], capsys)
     assert code == 2
     assert "choose one" in err
+
+
+def test_a_folder_of_run_folders_stands_for_all_of_them_sorted(tmp_path, capsys):
+    write_run(tmp_path / "results" / "z" / "run", "model-z", {"gqa": 50.0})
+    write_run(tmp_path / "results" / "a", "model-a", {"gqa": 60.0})
+    (tmp_path / "results" / "empty").mkdir()
+    code, out, _ = run_cli(["report", str(tmp_path / "results"), "--format", "csv"], capsys)
+    assert code == 0
+    assert [row[0] for row in read_csv(out)[1:]] == ["model-a", "model-z"]
+    # a folder with no run anywhere below is still the clear per-folder error
+    code, _, err = run_cli(["report", str(tmp_path / "results" / "empty")], capsys)
+    assert code == 2 and "no results.json" in err

@@ -79,7 +79,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "headline metric per task, one decimal. `report --paper` with no RUN prints the paper's Table A1."
         ),
     )
-    report.add_argument("runs", nargs="*", metavar="RUN", help="run folders written by `eval --output`")
+    report.add_argument(
+        "runs",
+        nargs="*",
+        metavar="RUN",
+        help="run folders written by `eval --output`, or folders holding them",
+    )
     report.add_argument("--format", choices=TABLE_FORMATS, default="md", help="table format (default: md)")
     report.add_argument(
         "--paper",
@@ -106,7 +111,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "checkpoint_fingerprint and tool_version."
         ),
     )
-    leaderboard.add_argument("runs", nargs="+", metavar="RUN", help="run folders written by `eval --output`")
+    leaderboard.add_argument(
+        "runs",
+        nargs="+",
+        metavar="RUN",
+        help="run folders written by `eval --output`, or folders holding them",
+    )
     leaderboard.add_argument("--out", required=True, metavar="FILE", help="the leaderboard CSV")
     leaderboard.add_argument(
         "--append", action="store_true", help="merge into an existing FILE instead of overwriting it"

@@ -195,9 +195,23 @@ def load_run(path: str | Path) -> Run:
     )
 
 
+def expand_run_folders(paths: Iterable[str | Path]) -> list[Path]:
+    """The run folders named, in the order given; a folder that is not a run itself but holds run folders (any
+    depth, e.g. `results/`) stands for all of them, sorted by path."""
+    folders: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir() and not (path / "results.json").is_file():
+            found = sorted(p.parent for p in path.rglob("results.json") if p.is_file())
+            if found:
+                folders.extend(found)
+                continue
+        folders.append(path)
+    return folders
+
+
 def load_runs(paths: Iterable[str | Path]) -> list[Run]:
-    """Read several run folders, in the order given."""
-    return [load_run(path) for path in paths]
+    """Read several run folders (or folders of run folders, see `expand_run_folders`), in the order given."""
+    return [load_run(path) for path in expand_run_folders(paths)]
 
 
 def samples_file(run: Run, task: str) -> Path:
