@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ from PIL import Image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the network
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TINYLLAVA_BENCH_CACHE_DIR", tempfile.mkdtemp(prefix="tlb-test-cache-"))  # not ~/.cache
 
 LLM_FAMILIES = ("llama", "stablelm", "phi", "gemma", "qwen2")
 VISION_FAMILIES = ("siglip", "clip")

@@ -20,3 +20,9 @@ def tasks_dir() -> Path:
 def model_zoo_dir() -> Path:
     """The folder of model cards; `TINYLLAVA_BENCH_ZOO_DIR` overrides it."""
     return Path(os.environ.get("TINYLLAVA_BENCH_ZOO_DIR", REPO_ROOT / "model_zoo"))
+
+
+def cache_dir() -> Path:
+    """Where the tool keeps small caches (checkpoint fingerprints); `TINYLLAVA_BENCH_CACHE_DIR` overrides it."""
+    default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tinyllava_bench"
+    return Path(os.environ.get("TINYLLAVA_BENCH_CACHE_DIR", default))

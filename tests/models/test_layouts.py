@@ -231,3 +231,12 @@ def test_remote_code_llm_only_when_trusted(tiny_checkpoints, tmp_path):
     image = make_image(30, 22)
     expected = load_model(str(paths["factory"])).prompt_logits(image, QUESTION)
     torch.testing.assert_close(model.prompt_logits(image, QUESTION), expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("llm", LLM_FAMILIES)
+def test_batched_prompt_ids_equal_one_at_a_time_in_every_layout(tiny_checkpoints, llm):
+    questions = [QUESTION, "", "  spaces around  ", "Two\nlines <image> inside?", "ünïcödé 123"]
+    for layout, path in tiny_checkpoints(llm, "siglip").items():
+        model = load_model(str(path))
+        assert model.prompt_ids_many(questions) == [model.prompt_ids(q) for q in questions], layout
+    assert model.prompt_ids_many([]) == []

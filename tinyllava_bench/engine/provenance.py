@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import subprocess
 from functools import lru_cache
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tinyllava_bench import __version__
-from tinyllava_bench.paths import REPO_ROOT
+from tinyllava_bench.paths import REPO_ROOT, cache_dir
 
 PACKAGES = (
     "torch",
@@ -62,20 +63,40 @@ def device_description(device: str) -> str:
     return f"cpu ({platform.processor() or platform.machine()})"
 
 
-@lru_cache(maxsize=16)
 def checkpoint_fingerprint(folder: str) -> str:
-    """sha256 over every config and weight file of the checkpoint (names and bytes), in a stable order."""
+    """sha256 over every config and weight file of the checkpoint (names and bytes), in a stable order.
+
+    Hashing a 3B checkpoint takes seconds, so the result is cached (`paths.cache_dir()`) under the files' names,
+    sizes and modification times: a file written again, or replaced, is hashed again.
+    """
     root = Path(folder)
-    digest = hashlib.sha256()
     files = sorted(
         p for p in root.rglob("*") if p.is_file() and p.suffix in (".json", ".safetensors", ".bin", ".model")
     )
+    stats = [(str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    cache_key = hashlib.sha256(json.dumps([str(root.resolve()), stats]).encode()).hexdigest()
+    cache_file = cache_dir() / "fingerprints" / f"{cache_key}.txt"
+    try:
+        cached = cache_file.read_text().strip()
+        if cached.startswith("sha256:"):
+            return cached
+    except OSError:
+        pass
+    digest = hashlib.sha256()
     for path in files:
         digest.update(str(path.relative_to(root)).encode())
         with open(path, "rb") as handle:
             while chunk := handle.read(_CHUNK):
                 digest.update(chunk)
-    return "sha256:" + digest.hexdigest()
+    value = "sha256:" + digest.hexdigest()
+    try:  # a cache that cannot be written only costs the next run the hashing again
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        temporary = cache_file.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(value + "\n")
+        os.replace(temporary, cache_file)
+    except OSError:
+        pass
+    return value
 
 
 def fingerprint(data: Any) -> str:

@@ -228,25 +228,18 @@ def _run_task(
         done = finished_records(output, task.name)  # read once: the logs may hold 200k lines
         pending = [i for i in indices if keys[i] not in done]
     todo = dist.shard(dist.broadcast(pending))
-    requests = []
+    requests, built = [], []
     for i in todo:
         fields = {name: text_rows[i].get(name) for name in task.columns.fields if name in text_rows[i]}
         try:
-            question = build_question(task, text_rows[i], protocol)
+            built.append((i, fields, build_question(task, text_rows[i], protocol)))
         except ValueError as exc:
             # a row no prompt can be made from (no question) fails alone, as a bad image does
             requests.append(Request(i, keys[i], question_ids[i], "", "", [], fields, error=f"prompt: {exc}"))
-            continue
+    all_ids = model.prompt_ids_many([question for _, _, question in built])  # one batched tokenizer call
+    for (i, fields, question), ids in zip(built, all_ids, strict=True):
         requests.append(
-            Request(
-                i,
-                keys[i],
-                question_ids[i],
-                question,
-                model.render_prompt(question),
-                model.prompt_ids(question),
-                fields,
-            )
+            Request(i, keys[i], question_ids[i], question, model.render_prompt(question), ids, fields)
         )
     requests.sort(key=lambda r: -len(r.prompt_ids))  # longest first: out-of-memory shows up at once
     generated = _generate(requests, data, model, generation.max_new_tokens, config, output, task.name, dist)

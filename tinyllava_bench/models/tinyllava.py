@@ -13,7 +13,12 @@ from torch import nn
 
 from tinyllava_bench.models.preprocess import ImagePreprocessor
 from tinyllava_bench.models.templates import get_template
-from tinyllava_bench.models.tokenization import IGNORE_INDEX, IMAGE_TOKEN_INDEX, tokenize_with_images
+from tinyllava_bench.models.tokenization import (
+    IGNORE_INDEX,
+    IMAGE_TOKEN_INDEX,
+    tokenize_many_with_images,
+    tokenize_with_images,
+)
 from tinyllava_bench.models.vision import VisionTower
 
 
@@ -89,6 +94,15 @@ class TinyLlava(nn.Module):
         # HF llava tokenises the whole prompt, `<image>` being a special token of its tokenizer
         ids = self.tokenizer(prompt).input_ids
         return [IMAGE_TOKEN_INDEX if t == image_token_id else t for t in ids]
+
+    def prompt_ids_many(self, questions: list[str]) -> list[list[int]]:
+        """`prompt_ids` of every question, tokenised in one batch (same ids, much less per-prompt overhead)."""
+        prompts = [self.render_prompt(question) for question in questions]
+        image_token_id = self.settings.extra.get("image_token_id")
+        if image_token_id is None:
+            return tokenize_many_with_images(prompts, self.tokenizer)
+        encoded = self.tokenizer(prompts)["input_ids"] if prompts else []
+        return [[IMAGE_TOKEN_INDEX if t == image_token_id else t for t in ids] for ids in encoded]
 
     def pixel_values(self, image: Image.Image) -> torch.Tensor:
         return self.preprocessor(image)

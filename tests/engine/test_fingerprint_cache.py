@@ -1,0 +1,43 @@
+"""The checkpoint fingerprint is cached by file names, sizes and times, and recomputed when any of them change."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+from tinyllava_bench.engine.provenance import checkpoint_fingerprint
+
+
+def _plain_sha(folder) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.suffix in (".json", ".safetensors")):
+        digest.update(str(path.relative_to(folder)).encode())
+        digest.update(path.read_bytes())
+    return "sha256:" + digest.hexdigest()
+
+
+def test_cached_fingerprint_is_the_hash_and_follows_every_change(tmp_path, monkeypatch):
+    monkeypatch.setenv("TINYLLAVA_BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"a": 1}')
+    weights = folder / "model.safetensors"
+    weights.write_bytes(b"\x00" * 1000)
+    first = checkpoint_fingerprint(str(folder))
+    assert first == _plain_sha(folder)
+    assert len(list((tmp_path / "cache" / "fingerprints").glob("*.txt"))) == 1
+    assert checkpoint_fingerprint(str(folder)) == first  # from the cache
+
+    # same size, new bytes, new time: hashed again
+    weights.write_bytes(b"\x01" * 1000)
+    stat = weights.stat()
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    second = checkpoint_fingerprint(str(folder))
+    assert second != first and second == _plain_sha(folder)
+
+    # a cache that cannot be read or written changes nothing
+    for cached in (tmp_path / "cache" / "fingerprints").glob("*.txt"):
+        cached.write_text("garbage")
+    assert checkpoint_fingerprint(str(folder)) == second
+    monkeypatch.setenv("TINYLLAVA_BENCH_CACHE_DIR", str(weights))  # a file, not a folder
+    assert checkpoint_fingerprint(str(folder)) == second
