@@ -14,7 +14,7 @@ import multiprocessing
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -174,7 +174,7 @@ def run_demo(
                 "settings": _settings_dict(settings),
                 "seconds": seconds,
                 "runs": {k: str(v) for k, v in runs.items()},
-                "scores": {names[k]: v for names in [_names(runs)] for k, v in scores.items()},
+                "scores": scores,
             },
             indent=2,
         )
@@ -189,12 +189,8 @@ def run_demo(
         leaderboard=leaderboard,
         plots=plots,
         seconds=seconds,
-        scores={_names(runs)[k]: v for k, v in scores.items()},
+        scores=scores,
     )
-
-
-def _names(runs: dict[str, Path]) -> dict[str, str]:
-    return {str(path): name for name, path in runs.items()}
 
 
 def _settings_dict(settings: DemoSettings) -> dict[str, Any]:
@@ -296,7 +292,7 @@ def write_base_models(root: Path, pretrain: Path, finetune: Path, settings: Demo
     )
     text_config.max_position_embeddings = settings.model_max_length
     language_model = build_language_model(text_config)
-    language_model.save_pretrained(root / "llm")
+    _save_quietly(language_model, root / "llm")
     tokenizer.save_pretrained(root / "llm")
     vision_config = tiny_vision_config(
         "siglip",
@@ -310,8 +306,19 @@ def write_base_models(root: Path, pretrain: Path, finetune: Path, settings: Demo
         for parameter in tower.parameters():
             if parameter.dim() >= 2:
                 parameter.normal_(0.0, settings.vision_init_std)
-    tower.save_pretrained(root / "vision")
+    _save_quietly(tower, root / "vision")
     return {"llm": str(root / "llm"), "vision": str(root / "vision")}
+
+
+def _save_quietly(model: Any, folder: Path) -> None:
+    """save_pretrained without transformers' "Writing model shards" progress bar in the demo's output."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+    try:
+        model.save_pretrained(folder)
+    finally:
+        transformers_logging.enable_progress_bar()
 
 
 def training_config(variant: Variant, parts: dict[str, str], settings: DemoSettings) -> dict[str, Any]:
@@ -438,7 +445,8 @@ def write_reports(
     table_path.write_text(markdown, encoding="utf-8")
     leaderboard = write_leaderboard(runs, output / "leaderboard.csv").path
     plots = write_plots(table, output / "plots")
-    scores = {str(run.path): {name: task.headline_value for name, task in run.tasks.items()} for run in runs}
+    # run folders are named after their variants
+    scores = {run.path.name: {name: task.headline_value for name, task in run.tasks.items()} for run in runs}
     return table_path, markdown, Path(leaderboard), plots, scores
 
 
@@ -466,6 +474,5 @@ __all__ = [
     "DemoResult",
     "DemoSettings",
     "Variant",
-    "replace",
     "run_demo",
 ]
