@@ -248,3 +248,13 @@ def test_submission_id_forms() -> None:
         {"question_id": 7, "answer": "yes"},
         {"question_id": 8, "answer": ""},
     ]
+
+
+def test_score_output_that_cannot_be_written_is_a_one_line_error(tmp_path):
+    from tinyllava_bench.tasks.scoring import write_score_output
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(UserError, match="cannot write the scores to .*pass another --output"):
+        write_score_output({"metrics": {}}, blocker / "scores.json")
+    assert blocker.read_text() == "not a folder"

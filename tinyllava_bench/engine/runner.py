@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from tinyllava_bench.engine.batching import BatchSizer, Prepared, Request, prepared_batches
 from tinyllava_bench.engine.distributed import Dist, close_distributed, init_distributed
@@ -53,7 +54,24 @@ class EvalConfig:
     show_progress: bool = True
 
     def public(self) -> dict[str, Any]:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
+        """The settings as results.json records them; credentials inside a judge URL are masked."""
+        public = {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
+        public["judge_base_url"] = redact_url(self.judge_base_url)
+        return public
+
+
+def redact_url(url: str | None) -> str | None:
+    """`https://user:secret@host/v1?api-key=x` -> `https://***@host/v1?api-key=***`: safe to write to disk."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = "&".join(
+        f"{pair.split('=', 1)[0]}=***" if "=" in pair else pair for pair in parts.query.split("&")
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query if parts.query else "", parts.fragment))
 
 
 def expand_tasks(spec: str | list[str]) -> list[str]:

@@ -147,6 +147,12 @@ def _plain_score(score: Any) -> float | None:
 def write_score_output(result: Mapping[str, Any], path: str | Path) -> Path:
     """Write a score document as JSON (values JSON cannot hold, like tuples of parsed answers, become lists/text)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    text = json.dumps(result, indent=2, ensure_ascii=False, default=str) + "\n"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UserError(
+            f"cannot write the scores to {path} ({exc.strerror or exc}); pass another --output"
+        ) from None
     return path

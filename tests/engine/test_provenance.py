@@ -1,4 +1,4 @@
-"""The checkpoint fingerprint is cached by file names, sizes and times, and recomputed when any of them change."""
+"""Provenance: the checkpoint fingerprint cache (file names, sizes, times) and what results.json may record."""
 
 from __future__ import annotations
 
@@ -41,3 +41,16 @@ def test_cached_fingerprint_is_the_hash_and_follows_every_change(tmp_path, monke
     assert checkpoint_fingerprint(str(folder)) == second
     monkeypatch.setenv("TINYLLAVA_BENCH_CACHE_DIR", str(weights))  # a file, not a folder
     assert checkpoint_fingerprint(str(folder)) == second
+
+
+def test_judge_url_credentials_never_reach_results_json():
+    from pathlib import Path
+
+    from tinyllava_bench.engine.runner import EvalConfig, redact_url
+
+    url = "https://user:s3cret@judge.example/v1?api-key=k3y&x=1"
+    public = EvalConfig(model="m", tasks=["mmvet"], output=Path("o"), judge_base_url=url).public()
+    assert public["judge_base_url"] == "https://***@judge.example/v1?api-key=***&x=***"
+    assert "s3cret" not in str(public) and "k3y" not in str(public)
+    assert redact_url("http://localhost:8000/v1") == "http://localhost:8000/v1"
+    assert redact_url(None) is None
