@@ -395,8 +395,9 @@ def train_variant(
 
 
 def train_all(parts: dict[str, str], data_root: Path, root: Path, settings: DemoSettings) -> dict[str, Path]:
-    """Train every variant; side by side in `settings.workers` processes (tiny models leave a core idle when a
-    single process trains them), else one after the other."""
+    """Train every variant; side by side in `settings.workers` spawned processes (tiny models leave a core idle
+    when a single process trains them), else one after the other in this process. Spawned processes re-import
+    the calling script: a script that calls this needs the `if __name__ == "__main__":` guard (the CLI has it)."""
     variants = settings.variants
     workers = min(settings.workers, len(variants), os.cpu_count() or 1)
     if workers <= 1:
