@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -121,13 +120,12 @@ def test_a_tokenizer_asking_for_remote_code_runs_none(fork_server, tiny_checkpoi
     config["tokenizer_class"] = "EvilTokenizer"
     config["auto_map"] = {"AutoTokenizer": [None, "tokenization_evil.EvilTokenizer"]}
     (folder / "tokenizer_config.json").write_text(json.dumps(config))
-    started = time.time()
     finished = fork_server.run(eval_argv(folder, data_root, tmp_path / "out", "pope"))
     assert not marker.exists(), "the checkpoint's tokenizer code ran without trust_remote_code"
     assert finished.returncode == 2, finished.stderr[-3000:]
     assert_one_error_line(finished.stderr, "cannot load the tokenizer", "trust_remote_code=True")
-    # refused outright: transformers' interactive "run the custom code? [y/N]" prompt (15 s) never came up
-    assert time.time() - started < 10
+    # refused outright: transformers' interactive "run the custom code? [y/N]" prompt never came up
+    assert "Do you wish to run the custom code" not in finished.stdout + finished.stderr
 
 
 def test_bin_weights_carrying_code_are_refused(fork_server, tiny_checkpoints, data_root, tmp_path):
