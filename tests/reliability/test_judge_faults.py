@@ -37,7 +37,7 @@ def fault_schedule(n_calls: int, fraction: float, seed: int) -> list:
     return head + tail
 
 
-def _judged_argv(
+def judged_argv(
     checkpoint: Path, data_root: Path, output: Path, server: JudgeServer, *extra: str
 ) -> list[str]:
     return eval_argv(
@@ -73,7 +73,7 @@ def _scores(run: Path) -> dict:
 def clean_run(fork_server, checkpoint, data_root, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("clean-judge")
     with JudgeServer(reply=judge_reply) as server:
-        finished = fork_server.run(_judged_argv(checkpoint, data_root, run, server), env=FAST_JUDGE)
+        finished = fork_server.run(judged_argv(checkpoint, data_root, run, server), env=FAST_JUDGE)
     assert finished.returncode == 0, finished.stderr[-3000:]
     scores = _scores(run)
     assert all(scores[task]["n_errors"] == 0 for task in JUDGED)
@@ -85,7 +85,7 @@ def test_faults_on_30_percent_of_calls_leave_the_scores_of_a_clean_run(
 ):
     schedule = fault_schedule(200, 0.3, seed=7)
     with JudgeServer(reply=judge_reply, faults=schedule, delay_s=3.0) as server:
-        finished = fork_server.run(_judged_argv(checkpoint, data_root, tmp_path, server), env=FAST_JUDGE)
+        finished = fork_server.run(judged_argv(checkpoint, data_root, tmp_path, server), env=FAST_JUDGE)
         assert finished.returncode == 0, finished.stderr[-3000:]
         sent = list(server.faults_sent)
     assert _scores(tmp_path) == _scores(clean_run)
@@ -125,7 +125,7 @@ def test_failures_past_the_retry_budget_are_recorded_counted_and_retried(
     poisoned = {task: _unique_question(data_root, task) for task in JUDGED}
     env = {**FAST_JUDGE, "TINYLLAVA_BENCH_JUDGE_RETRIES": "2"}
     with JudgeServer(reply=_failing_reply([q for _, q in poisoned.values()])) as server:
-        finished = fork_server.run(_judged_argv(checkpoint, data_root, tmp_path, server), env=env)
+        finished = fork_server.run(judged_argv(checkpoint, data_root, tmp_path, server), env=env)
         assert finished.returncode == 0, finished.stderr[-3000:]
         assert server.request_count == 2 * ROWS + 2 * 2  # the two poisoned samples: 3 requests each, not 1
     scores = _scores(tmp_path)
@@ -145,7 +145,7 @@ def test_failures_past_the_retry_budget_are_recorded_counted_and_retried(
             log.unlink()
 
     with JudgeServer(reply=judge_reply) as server:
-        finished = fork_server.run(_judged_argv(checkpoint, data_root, tmp_path, server), env=env)
+        finished = fork_server.run(judged_argv(checkpoint, data_root, tmp_path, server), env=env)
         assert finished.returncode == 0, finished.stderr[-3000:]
         assert server.request_count == 2  # only the two failed samples; the rest come from the cache
     assert _scores(tmp_path) == _scores(clean_run)
@@ -167,7 +167,7 @@ def test_judge_problems_found_before_any_generation(
 ):
     with JudgeServer(reply=judge_reply) as server:
         finished = fork_server.run(
-            _judged_argv(checkpoint, data_root, tmp_path, server), env={**FAST_JUDGE, **change}
+            judged_argv(checkpoint, data_root, tmp_path, server), env={**FAST_JUDGE, **change}
         )
         assert server.request_count == 0
     assert finished.returncode == 2

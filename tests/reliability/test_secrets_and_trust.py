@@ -20,7 +20,7 @@ from tests.reliability.conftest import (
     eval_argv,
     read_jsonl,
 )
-from tests.reliability.test_judge_faults import JUDGED, judge_reply
+from tests.reliability.test_judge_faults import judge_reply, judged_argv
 
 SECRET = "sk-reliability-Zq8v3XkLw0p9TTr4"
 
@@ -55,19 +55,8 @@ def test_the_api_key_is_in_no_file_or_log(checkpoint, data_root, tmp_path):
             return judge_reply(body, call)
 
         server.reply = reply
-        argv = eval_argv(
-            checkpoint,
-            data_root,
-            tmp_path / "run",
-            ",".join(JUDGED),
-            "--batch-size",
-            "6",
-            "--judge-model",
-            "judge-test",
-            "--judge-base-url",
-            server.base_url,
-            "--judge-cache",
-            str(tmp_path / "judge-cache"),
+        argv = judged_argv(
+            checkpoint, data_root, tmp_path / "run", server, "--judge-cache", str(tmp_path / "judge-cache")
         )
         done = subprocess.run(
             [sys.executable, "-m", "tinyllava_bench", *argv],

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from tinyllava_bench.errors import UserError
 from tinyllava_bench.tasks.config import TaskConfig
-from tinyllava_bench.tasks.encoding import not_utf8_error
+from tinyllava_bench.tasks.encoding import json_lines, not_utf8_error
 from tinyllava_bench.tasks.images import ImageLoadError, load_image
 from tinyllava_bench.tasks.registry import load_task
 
@@ -332,22 +332,11 @@ def _read_parquet(files: Sequence[Path]) -> datasets.Dataset:
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     records = []
-    try:
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise UserError(f"{path}, line {number}: not valid JSON ({exc.msg})") from None
-                if not isinstance(record, dict):
-                    raise UserError(
-                        f"{path}, line {number}: each line must be a JSON object (one dataset row)"
-                    )
-                records.append(record)
-    except UnicodeDecodeError as exc:
-        raise not_utf8_error(path, exc) from None
+    with path.open(encoding="utf-8") as handle:
+        for number, record in json_lines(handle, path):
+            if not isinstance(record, dict):
+                raise UserError(f"{path}, line {number}: each line must be a JSON object (one dataset row)")
+            records.append(record)
     return records
 
 

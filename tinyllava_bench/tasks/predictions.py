@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tinyllava_bench.errors import UserError
-from tinyllava_bench.tasks.encoding import not_utf8_error
+from tinyllava_bench.tasks.encoding import json_lines
 
 _EXAMPLES = 5
 
@@ -62,19 +62,8 @@ def read_predictions(path: str | Path) -> list[PredictionLine]:
         handle = path.open(encoding="utf-8")
     except OSError as exc:
         raise UserError(f"cannot read predictions file {path}: {exc.strerror or exc}") from None
-    lines = []
-    try:
-        with handle:
-            for number, text in enumerate(handle, start=1):
-                if not text.strip():
-                    continue
-                try:
-                    record = json.loads(text)
-                except json.JSONDecodeError as exc:
-                    raise UserError(f"{path}, line {number}: not valid JSON ({exc.msg})") from None
-                lines.append(_parse_line(record, path, number))
-    except UnicodeDecodeError as exc:
-        raise not_utf8_error(path, exc) from None
+    with handle:
+        lines = [_parse_line(record, path, number) for number, record in json_lines(handle, path)]
     if not lines:
         raise UserError(f"predictions file {path} is empty; expected jsonl lines like {_EXAMPLE_LINE}")
     return lines
