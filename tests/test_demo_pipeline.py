@@ -35,7 +35,9 @@ def demo_output(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return output
 
 
-def test_quick_demo_writes_ordinary_run_folders_table_leaderboard_and_plots(demo_output: Path, capsys) -> None:
+def test_quick_demo_writes_ordinary_run_folders_table_leaderboard_and_plots(
+    demo_output: Path, capsys
+) -> None:
     runs = sorted((demo_output / "runs").iterdir())
     assert [run.name for run in runs] == ["demo-base", "demo-share"]
     for run in runs:
@@ -59,7 +61,10 @@ def test_quick_demo_writes_ordinary_run_folders_table_leaderboard_and_plots(demo
 def test_report_and_regress_work_on_the_demo_runs(demo_output: Path, tmp_path: Path, capsys) -> None:
     base, share = demo_output / "runs" / "demo-base", demo_output / "runs" / "demo-share"
     out = tmp_path / "table.csv"
-    assert main(["report", str(base), str(share), "--group-by", "recipe", "--format", "csv", "--out", str(out)]) == 0
+    assert (
+        main(["report", str(base), str(share), "--group-by", "recipe", "--format", "csv", "--out", str(out)])
+        == 0
+    )
     assert "demo-share" in out.read_text()
     capsys.readouterr()
     # the same run against itself: no change anywhere, so no regression

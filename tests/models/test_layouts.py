@@ -233,10 +233,23 @@ def test_remote_code_llm_only_when_trusted(tiny_checkpoints, tmp_path):
     torch.testing.assert_close(model.prompt_logits(image, QUESTION), expected, atol=1e-5, rtol=0)
 
 
+def _one_prompt_at_a_time(model, question: str) -> list[int]:
+    """The reference: each prompt's chunks tokenised by their own calls (the training path's tokenisation)."""
+    from tinyllava_bench.models.tokenization import IMAGE_TOKEN_INDEX, _tokenize_chunks
+
+    prompt = model.render_prompt(question)
+    image_token_id = model.settings.extra.get("image_token_id")
+    if image_token_id is None:
+        return _tokenize_chunks(prompt, model.tokenizer, with_offsets=False)[0]
+    return [IMAGE_TOKEN_INDEX if t == image_token_id else t for t in model.tokenizer(prompt).input_ids]
+
+
 @pytest.mark.parametrize("llm", LLM_FAMILIES)
 def test_batched_prompt_ids_equal_one_at_a_time_in_every_layout(tiny_checkpoints, llm):
     questions = [QUESTION, "", "  spaces around  ", "Two\nlines <image> inside?", "ünïcödé 123"]
     for layout, path in tiny_checkpoints(llm, "siglip").items():
         model = load_model(str(path))
-        assert model.prompt_ids_many(questions) == [model.prompt_ids(q) for q in questions], layout
+        expected = [_one_prompt_at_a_time(model, q) for q in questions]
+        assert model.prompt_ids_many(questions) == expected, layout
+        assert [model.prompt_ids(q) for q in questions] == expected, layout
     assert model.prompt_ids_many([]) == []

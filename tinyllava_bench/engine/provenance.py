@@ -73,7 +73,7 @@ def checkpoint_fingerprint(folder: str) -> str:
     files = sorted(
         p for p in root.rglob("*") if p.is_file() and p.suffix in (".json", ".safetensors", ".bin", ".model")
     )
-    stats = [(str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    stats = [(str(p.relative_to(root)), st.st_size, st.st_mtime_ns) for p in files for st in [p.stat()]]
     cache_key = hashlib.sha256(json.dumps([str(root.resolve()), stats]).encode()).hexdigest()
     cache_file = cache_dir() / "fingerprints" / f"{cache_key}.txt"
     try:

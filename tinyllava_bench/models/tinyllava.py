@@ -17,7 +17,6 @@ from tinyllava_bench.models.tokenization import (
     IGNORE_INDEX,
     IMAGE_TOKEN_INDEX,
     tokenize_many_with_images,
-    tokenize_with_images,
 )
 from tinyllava_bench.models.vision import VisionTower
 
@@ -87,20 +86,15 @@ class TinyLlava(nn.Module):
         return self.template.render_prompt(question, strip_question=self.settings.strip_question)
 
     def prompt_ids(self, question: str) -> list[int]:
-        prompt = self.render_prompt(question)
-        image_token_id = self.settings.extra.get("image_token_id")
-        if image_token_id is None:
-            return tokenize_with_images(prompt, self.tokenizer)
-        # HF llava tokenises the whole prompt, `<image>` being a special token of its tokenizer
-        ids = self.tokenizer(prompt).input_ids
-        return [IMAGE_TOKEN_INDEX if t == image_token_id else t for t in ids]
+        return self.prompt_ids_many([question])[0]
 
     def prompt_ids_many(self, questions: list[str]) -> list[list[int]]:
-        """`prompt_ids` of every question, tokenised in one batch (same ids, much less per-prompt overhead)."""
+        """The prompt's token ids (`<image>` as IMAGE_TOKEN_INDEX) of every question, tokenised in one batch."""
         prompts = [self.render_prompt(question) for question in questions]
         image_token_id = self.settings.extra.get("image_token_id")
         if image_token_id is None:
             return tokenize_many_with_images(prompts, self.tokenizer)
+        # HF llava tokenises the whole prompt, `<image>` being a special token of its tokenizer
         encoded = self.tokenizer(prompts)["input_ids"] if prompts else []
         return [[IMAGE_TOKEN_INDEX if t == image_token_id else t for t in ids] for ids in encoded]
 

@@ -16,8 +16,7 @@ def tokenize_with_images(text: str, tokenizer: Any) -> list[int]:
     Same rule as `tokenizer_image_token` in LLaVA / TinyLLaVA: each chunk between placeholders is tokenised on its
     own; when the tokenizer adds a BOS, it is kept once at the start and the first token of every chunk is dropped.
     """
-    ids, _ = _tokenize_chunks(text, tokenizer, with_offsets=False)
-    return ids
+    return tokenize_many_with_images([text], tokenizer)[0]
 
 
 def tokenize_many_with_images(texts: list[str], tokenizer: Any) -> list[list[int]]:
