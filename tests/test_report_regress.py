@@ -198,16 +198,24 @@ def test_non_binary_scores_use_the_bootstrap(tmp_path, capsys):
 
 def test_unpaired_and_unscored_samples_are_reported_and_left_out(tmp_path, capsys):
     current_scores = flipped(BASE, lost=6, gained=4)
-    current_scores[199] = None
-    baseline = write_run(tmp_path / "b", {"gqa": BASE})
+    current_scores[199] = None  # an error in the current run
+    baseline_scores = list(BASE)
+    baseline_scores[198] = None
+    baseline = write_run(tmp_path / "b", {"gqa": baseline_scores})
+    # sample 198: unscored in the baseline without an error (a question the task does not score, as GQA's
+    # unbalanced ones)
+    samples = baseline / "samples_gqa.jsonl"
+    lines = [json.loads(line) for line in samples.read_text().splitlines()]
+    lines[198]["error"] = None
+    samples.write_text("".join(json.dumps(line) + "\n" for line in lines))
     current = write_run(tmp_path / "c", {"gqa": current_scores}, drop_indices={"gqa": set(range(10))})
     assert main(["regress", "--baseline", str(baseline), "--current", str(current)]) == 0
     out = capsys.readouterr().out
     assert (
-        "gqa: samples left out of the paired test: 10 only in the baseline, 1 unscored (error) in one run."
-        in out
+        "gqa: samples left out of the paired test: 10 only in the baseline, 1 with an error in a run, "
+        "1 the task does not score (as GQA's unbalanced questions)." in out
     )
-    assert "189 pairs" in out
+    assert "188 pairs" in out
 
 
 def test_other_metrics_are_reported_without_a_test(tmp_path, capsys):

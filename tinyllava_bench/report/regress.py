@@ -126,12 +126,14 @@ class SamplePairing:
     current: np.ndarray
     only_baseline: int
     only_current: int
-    unscored: int
+    unscored: int  # in either run: errors and questions the task does not score (GQA's unbalanced ones)
+    errored: int  # of the unscored: an error in either run
     unidentified: int
 
 
-def _scored_by_identity(samples: Iterable[Mapping]) -> tuple[dict[tuple, float | None], int]:
+def _scored_by_identity(samples: Iterable[Mapping]) -> tuple[dict[tuple, float | None], set[tuple], int]:
     by_identity: dict[tuple, float | None] = {}
+    errored: set[tuple] = set()
     unidentified = 0
     for sample in samples:
         identity = sample_identity(sample)
@@ -142,22 +144,28 @@ def _scored_by_identity(samples: Iterable[Mapping]) -> tuple[dict[tuple, float |
         valid = isinstance(score, (int, float)) and not isinstance(score, bool) and math.isfinite(score)
         # A later line for the same sample (a resumed run) supersedes an earlier one.
         by_identity[identity] = float(score) if valid else None
-    return by_identity, unidentified
+        if sample.get("error"):
+            errored.add(identity)
+        else:
+            errored.discard(identity)
+    return by_identity, errored, unidentified
 
 
 def pair_samples(baseline: Iterable[Mapping], current: Iterable[Mapping]) -> SamplePairing:
     """Pair two tasks' sample lines by question_id + index (or key); unscored and one-sided samples are counted
     and left out."""
-    base, base_unidentified = _scored_by_identity(baseline)
-    curr, curr_unidentified = _scored_by_identity(current)
+    base, base_errored, base_unidentified = _scored_by_identity(baseline)
+    curr, curr_errored, curr_unidentified = _scored_by_identity(current)
     common = [identity for identity in base if identity in curr]
     both_scored = [i for i in common if base[i] is not None and curr[i] is not None]
+    unscored = [i for i in common if base[i] is None or curr[i] is None]
     return SamplePairing(
         baseline=np.array([base[i] for i in both_scored], dtype=float),
         current=np.array([curr[i] for i in both_scored], dtype=float),
         only_baseline=sum(1 for i in base if i not in curr),
         only_current=sum(1 for i in curr if i not in base),
-        unscored=len(common) - len(both_scored),
+        unscored=len(unscored),
+        errored=sum(1 for i in unscored if i in base_errored or i in curr_errored),
         unidentified=base_unidentified + curr_unidentified,
     )
 
@@ -302,8 +310,12 @@ def _pairing_notes(name: str, pairing: SamplePairing) -> list[str]:
         parts.append(f"{pairing.only_baseline} only in the baseline")
     if pairing.only_current:
         parts.append(f"{pairing.only_current} only in the current run")
-    if pairing.unscored:
-        parts.append(f"{pairing.unscored} unscored (error) in one run")
+    if pairing.errored:
+        parts.append(f"{pairing.errored} with an error in a run")
+    if pairing.unscored - pairing.errored:
+        parts.append(
+            f"{pairing.unscored - pairing.errored} the task does not score (as GQA's unbalanced questions)"
+        )
     if pairing.unidentified:
         parts.append(f"{pairing.unidentified} without question_id, index or key")
     if not parts:
