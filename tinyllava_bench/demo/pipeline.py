@@ -1,8 +1,9 @@
 """The offline demo, end to end: build the demo world, train two tiny variants that differ in one axis with the
 real trainer, evaluate both with the real engine and scorers, and write the ablation table, leaderboard and plots.
 
-Everything runs on CPU from nothing (no download): the "pretrained" LLM and vision tower are tiny random models
-written to disk first, so the trainer starts from folders exactly as it would from hub downloads.
+Everything runs on CPU from nothing (no download): the "pretrained" LLM is a tiny random model that first learns
+the demo world's language from text (`language_pretraining`), the vision tower a tiny random one; both are written
+to disk, so the trainer starts from folders exactly as it would from hub downloads.
 """
 
 from __future__ import annotations
@@ -46,27 +47,33 @@ class DemoSettings:
     n_pretrain: int = 1500
     n_share_pretrain: int = 1500
     n_finetune: int = 4000
-    n_eval: int = 120  # rows per eval task (MME: rounded up to pairs)
+    n_eval: int = 400  # rows per eval task (MME: rounded up to pairs)
     tasks: tuple[str, ...] = DEMO_EVAL_TASKS
     variants: tuple[Variant, ...] = (Variant("demo-base", "base"), Variant("demo-share", "share"))
-    # the model: a Phi-style LLM and a SigLIP-style tower, both random ("pretrained" on nothing)
+    # the model: a Phi-style LLM pretrained on the world's text, and a random SigLIP-style tower
     llm_hidden: int = 96
     llm_layers: int = 3
     vocab_size: int = 800
     image_size: int = 48
     patch_size: int = 16  # a 3x3 grid: each of the four shape slots falls in one patch
-    vision_hidden: int = 48
+    vision_hidden: int = 128
     vision_layers: int = 2
     vision_init_std: float = 0.02
     model_max_length: int = 384
-    # the recipes' stages at demo scale: rates and epochs for models trained from scratch instead of the paper's
-    # pretrained 1-3B LLMs; which modules train in which stage stays the recipe's
+    # the LLM's language pretraining (text only, pictures spelled as words): the stand-in for Phi-2's
+    llm_text_samples: int = 6000
+    llm_text_steps: int = 1200
+    llm_text_lr: float = 3e-3
+    # the recipes' stages at demo scale: rates and epochs for tiny models instead of the paper's 1-3B LLMs; which
+    # modules train in which stage stays the recipe's
     pretrain_lr: float = 3e-3
-    share_pretrain_lr: float = 2e-3
-    finetune_lr: float = 2e-3
+    share_pretrain_lr: float = (
+        5e-4  # the LLM trains in this stage: a lower rate keeps what it learnt from text
+    )
+    finetune_lr: float = 1e-3
     pretrain_epochs: float = 1.0
     share_pretrain_epochs: float = 2.0
-    finetune_epochs: float = 5.0
+    finetune_epochs: float = 3.0
     batch: int = 16
     eval_batch: int = 32
     workers: int = 2  # variants trained side by side, one process (and one CPU thread) each
@@ -83,6 +90,8 @@ QUICK = DemoSettings(
     image_size=32,
     vision_hidden=24,
     vision_layers=1,
+    llm_text_samples=64,
+    llm_text_steps=4,
     share_pretrain_epochs=1.0,
     finetune_epochs=1.0,
 )
@@ -144,7 +153,7 @@ def run_demo(
     _step(log, seconds, "world", t)
 
     t = time.time()
-    parts = write_base_models(output / "base", world["pretrain"], world["finetune"], settings)
+    parts = write_base_models(output / "base", world["pretrain"], world["finetune"], settings, log)
     _step(log, seconds, "base models", t)
 
     for variant in settings.variants:
@@ -276,12 +285,16 @@ def build_demo_tokenizer(texts: Sequence[str], vocab_size: int) -> Any:
     )
 
 
-def write_base_models(root: Path, pretrain: Path, finetune: Path, settings: DemoSettings) -> dict[str, str]:
-    """root/llm (a random Phi-style LLM + its tokenizer) and root/vision (a random SigLIP-style tower), as a hub
-    download would hold them; the tower's weights are drawn wide so pictures stay apart after its layer norms."""
+def write_base_models(
+    root: Path, pretrain: Path, finetune: Path, settings: DemoSettings, log: Callable[[str], None] = print
+) -> dict[str, str]:
+    """root/llm (a Phi-style LLM pretrained on the demo world's text, + its tokenizer) and root/vision (a random
+    SigLIP-style tower), as a hub download would hold them."""
     import torch
     from transformers import SiglipVisionModel
 
+    from tinyllava_bench.demo.language_pretraining import pretrain_language_model, spell_samples
+    from tinyllava_bench.demo.training_data import spelled_conversations
     from tinyllava_bench.models.llm import build_language_model
     from tinyllava_bench.models.tiny import tiny_text_config, tiny_vision_config
 
@@ -292,6 +305,18 @@ def write_base_models(root: Path, pretrain: Path, finetune: Path, settings: Demo
     )
     text_config.max_position_embeddings = settings.model_max_length
     language_model = build_language_model(text_config)
+    samples = spelled_conversations(settings.llm_text_samples, settings.seed)
+    grid = settings.image_size // settings.patch_size
+    log(f"      pretraining the demo LLM on the world's text ({settings.llm_text_steps} steps)")
+    text = pretrain_language_model(
+        language_model,
+        spell_samples(samples, tokenizer, TEMPLATE, grid),
+        steps=settings.llm_text_steps,
+        batch=settings.batch,
+        learning_rate=settings.llm_text_lr,
+        seed=settings.seed,
+    )
+    log(f"      LLM loss {text.first_loss:.2f} -> {text.last_loss:.2f} in {text.seconds:.0f} s")
     _save_quietly(language_model, root / "llm")
     tokenizer.save_pretrained(root / "llm")
     vision_config = tiny_vision_config(

@@ -50,6 +50,9 @@ WORDS = (
 )
 # odd, non-square sizes on purpose: they exercise pad-to-square and resize paths
 IMAGE_SIZES = ((64, 64), (72, 56), (56, 72), (80, 64))
+# At most three shapes a picture: enough for "which one" questions, few enough for the demo's models to learn them
+# in minutes (with up to four they answered colour questions half as well; with two, both recipes did the same).
+MAX_SHAPES = 3
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 
 # Where a shape sits, as fractions of width and height; far enough apart that shapes never touch.
@@ -115,7 +118,7 @@ def _canvas(rng: random.Random) -> tuple[int, int, str]:
 
 def _draw_shape_scene(rng: random.Random, count: int | None) -> Scene:
     width, height, background = _canvas(rng)
-    count = count if count is not None else rng.randint(1, 4)
+    count = count if count is not None else rng.randint(1, MAX_SHAPES)
     positions = sorted(rng.sample(POSITIONS, count), key=POSITIONS.index)
     colors = rng.sample(list(COLORS), count)
     full = round(0.14 * min(width, height))
@@ -169,6 +172,29 @@ def arithmetic_value(word: Word) -> int:
     """The answer to an "a+b=" expression."""
     left, right = word.text.rstrip("=").split("+")
     return int(left) + int(right)
+
+
+def cell_words(scene: Scene, grid: int) -> list[list[str]]:
+    """What the picture shows in each cell of a grid x grid split of its padded square, row by row: the colour and
+    kind of a shape, or the colour and lower-cased text of a word, in the cell holding its centre; the background
+    colour elsewhere. The cells are the vision tower's patches when the image is padded to a square (the demo's
+    `image_aspect: pad`) and resized to grid x patch pixels: the demo LLM reads these words in their place."""
+    side = max(scene.width, scene.height)
+    left, top = (
+        (side - scene.width) // 2,
+        (side - scene.height) // 2,
+    )  # as expand_to_square centres the picture
+
+    def cell(fx: float, fy: float) -> int:
+        x, y = left + fx * scene.width, top + fy * scene.height
+        return min(grid - 1, int(y * grid / side)) * grid + min(grid - 1, int(x * grid / side))
+
+    cells = [[scene.background] for _ in range(grid * grid)]
+    for shape in scene.shapes:
+        cells[cell(*_SLOT_CENTERS[shape.position])] = [shape.color, shape.kind]
+    for word in scene.words:
+        cells[cell(0.5, _WORD_CENTER_Y[word.position])] = [word.color, word.text.lower()]
+    return cells
 
 
 def render_scene(scene: Scene) -> Image.Image:

@@ -64,11 +64,6 @@ _BRIEF_PROMPTS = (
 _DETAILED_PROMPT = "Describe this image in detail."
 
 
-def _capitalized(answer: str) -> str:
-    # LLaVA's VQA training answers start with a capital ("Yes", "Red"); the eval scorers lower-case predictions
-    return answer[:1].upper() + answer[1:]
-
-
 def _conversation(turns: list[tuple[str, str]]) -> list[dict[str, str]]:
     messages = []
     for number, (question, answer) in enumerate(turns):
@@ -78,13 +73,14 @@ def _conversation(turns: list[tuple[str, str]]) -> list[dict[str, str]]:
 
 
 def _short_turns(scene: Scene, rng: random.Random) -> list[tuple[str, str]]:
-    """VQAv2/GQA style: several short-answer questions about one image."""
+    """VQAv2/GQA style: several short-answer questions about one image, answered as VQA annotators write answers
+    (lower case: "red", the very word the demo LLM learnt for what the picture shows)."""
     families = families_for(scene)
     turns = []
     # several questions per image (as VQAv2/GQA records in LLaVA-665K): many grounded answers per sequence
     for _ in range(rng.randint(3, 6)):
         qa = ask(scene, rng, rng.choice(families))
-        turns.append((qa.question + SHORT_ANSWER_SUFFIX, _capitalized(qa.answer)))
+        turns.append((qa.question + SHORT_ANSWER_SUFFIX, qa.answer))
     return turns
 
 
@@ -94,7 +90,7 @@ def _ocr_turns(scene: Scene, rng: random.Random) -> list[tuple[str, str]]:
     turns = []
     for qa in distinct_questions(scene, rng, ("read", "read_by_color", "word_color"), rng.randint(1, 2)):
         ocr_line = OCR_PREFIX + ", ".join(tokens) if rng.random() < 0.8 else ""
-        turns.append((qa.question.capitalize() + ocr_line + SHORT_ANSWER_SUFFIX, _capitalized(qa.answer)))
+        turns.append((qa.question.capitalize() + ocr_line + SHORT_ANSWER_SUFFIX, qa.answer))
     return turns
 
 
@@ -122,7 +118,7 @@ def _yes_no_turns(scene: Scene, rng: random.Random) -> list[tuple[str, str]]:
             for q in mme_questions(category, scene, rng)
         ]
     rng.shuffle(pair)
-    return [(qa.question + SHORT_ANSWER_SUFFIX, _capitalized(qa.answer)) for qa in pair]
+    return [(qa.question + SHORT_ANSWER_SUFFIX, qa.answer) for qa in pair]
 
 
 def _open_turns(scene: Scene, rng: random.Random) -> list[tuple[str, str]]:
@@ -241,6 +237,28 @@ def write_training_data(
         finetune.append({"id": record_id, "image": name, "conversations": _conversation(build(scene, rng))})
     _write_json(finetune, paths["finetune"])
     return paths
+
+
+def spelled_conversations(n: int, seed: int) -> list[tuple[str, list[tuple[str, str]], Scene | None]]:
+    """`n` (stage, turns, scene) samples for the demo LLM's text-only pretraining, in the training data's styles:
+    three in ten a brief caption (stage "pretrain"), the rest the finetune mix (stage "finetune", scene None for
+    the text-only ones). The scenes are new ones from the world's train part; no image is drawn."""
+    rng = seeded_rng("train", "language", seed)
+    weights = [weight for _, weight, _ in _FINETUNE_STYLES]
+    samples: list[tuple[str, list[tuple[str, str]], Scene | None]] = []
+    for _ in range(n):
+        draw = rng.random()
+        if draw < 0.3:
+            scene = sample_scene(rng, random_scene_kind(rng, text_share=0.25, arithmetic_share=0.1), "train")
+            samples.append(("pretrain", [(IMAGE_TOKEN, brief_caption(scene))], scene))
+        elif draw < 0.3 + 0.7 / 20:  # the finetune data's share of text-only conversations
+            samples.append(("finetune", _text_only_turns(rng), None))
+        else:
+            style, _, build = rng.choices(_FINETUNE_STYLES, weights=weights)[0]
+            scene = _finetune_scene(style, rng)
+            turns = build(scene, rng)
+            samples.append(("finetune", [(f"{IMAGE_TOKEN}\n{turns[0][0]}", turns[0][1]), *turns[1:]], scene))
+    return samples
 
 
 def _save_png(scene: Scene, path: Path) -> None:
