@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 
 from tinyllava_bench.engine.provenance import checkpoint_fingerprint
 
@@ -54,3 +55,34 @@ def test_judge_url_credentials_never_reach_results_json():
     assert "s3cret" not in str(public) and "k3y" not in str(public)
     assert redact_url("http://localhost:8000/v1") == "http://localhost:8000/v1"
     assert redact_url(None) is None
+
+
+def test_commit_of_a_checkout_says_when_the_package_differs_from_it(tmp_path: Path) -> None:
+    import subprocess
+
+    from tinyllava_bench.engine.provenance import commit_of
+
+    assert commit_of(tmp_path, "pkg") is None  # not a checkout
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(tmp_path), *args], capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    git("init", "-q")
+    git("config", "user.email", "t@example.com")
+    git("config", "user.name", "t")
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "a.py").write_text("x = 1\n")
+    (tmp_path / "notes.txt").write_text("n\n")
+    git("add", ".")
+    git("commit", "-q", "-m", "one")
+    head = git("rev-parse", "HEAD")
+    assert commit_of(tmp_path, "pkg") == head
+    (tmp_path / "notes.txt").write_text("changed outside the package\n")
+    assert commit_of(tmp_path, "pkg") == head
+    (tmp_path / "pkg" / "b.py").write_text("y = 2\n")  # a new module counts
+    assert commit_of(tmp_path, "pkg") == f"{head}-dirty"
+    (tmp_path / "pkg" / "b.py").unlink()
+    (tmp_path / "pkg" / "a.py").write_text("x = 2\n")
+    assert commit_of(tmp_path, "pkg") == f"{head}-dirty"

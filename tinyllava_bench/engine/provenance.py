@@ -33,15 +33,27 @@ _CHUNK = 1 << 22
 
 @lru_cache(maxsize=1)
 def git_commit() -> str | None:
-    if not (REPO_ROOT / ".git").exists():
+    """The commit this tool runs from, with "-dirty" when its package files differ from that commit."""
+    return commit_of(REPO_ROOT, "tinyllava_bench")
+
+
+def commit_of(root: Path, package: str) -> str | None:
+    """HEAD of the git checkout at `root` ("<sha>-dirty" when files under `package` are changed or new); None
+    outside a checkout or without git."""
+    if not (root / ".git").exists():
         return None
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+
     try:
-        out = subprocess.run(
-            ["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
-        )
-        return out.stdout.strip() or None
+        head = git("rev-parse", "HEAD")
+        changed = git("status", "--porcelain", "--", package)
     except (OSError, subprocess.SubprocessError):
         return None
+    return f"{head}-dirty" if head and changed else head or None
 
 
 def package_versions() -> dict[str, str]:
