@@ -180,10 +180,8 @@ def cell_words(scene: Scene, grid: int) -> list[list[str]]:
     colour elsewhere. The cells are the vision tower's patches when the image is padded to a square (the demo's
     `image_aspect: pad`) and resized to grid x patch pixels: the demo LLM reads these words in their place."""
     side = max(scene.width, scene.height)
-    left, top = (
-        (side - scene.width) // 2,
-        (side - scene.height) // 2,
-    )  # as expand_to_square centres the picture
+    # where expand_to_square puts the picture in its padded square
+    left, top = (side - scene.width) // 2, (side - scene.height) // 2
 
     def cell(fx: float, fy: float) -> int:
         x, y = left + fx * scene.width, top + fy * scene.height
