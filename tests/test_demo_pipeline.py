@@ -56,6 +56,9 @@ def test_quick_demo_writes_ordinary_run_folders_table_leaderboard_and_plots(
     assert len(plots) == 3 and all(p.stat().st_size > 1000 for p in plots)
     record = json.loads((demo_output / "demo.json").read_text())
     assert set(record["scores"]) == {"demo-base", "demo-share"} and record["seconds"]["total"] > 0
+    # the scale to read the scores against: answering without the picture, every task scored
+    assert set(record["blind"]) == set(record["scores"]["demo-base"])
+    assert all(isinstance(value, float) for value in record["blind"].values())
 
 
 def test_report_and_regress_work_on_the_demo_runs(demo_output: Path, tmp_path: Path, capsys) -> None:

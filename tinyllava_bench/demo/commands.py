@@ -47,6 +47,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
     result = run_demo(args.output, settings)
     print()
     print(result.table_markdown, end="")
+    print(f"- {result.blind_line()}")
     print()
     print(result.summary())
     return 0

@@ -110,6 +110,21 @@ class DemoResult:
     plots: list[Path]
     seconds: dict[str, float]  # wall time per step, and "total"
     scores: dict[str, dict[str, float | None]]  # variant name -> task -> headline value
+    blind: dict[str, float | None]  # task -> headline value of answering without the picture (demo.blind)
+
+    def blind_line(self) -> str:
+        """The scores of answering without the picture, in the table's order, labelled as the table."""
+        from tinyllava_bench.report.runs import PAPER_BENCHMARKS
+
+        values = [
+            f"{b.label} {self.blind[b.paper_column]:.1f}"
+            for b in PAPER_BENCHMARKS
+            if b.paper_column in self.blind and self.blind[b.paper_column] is not None
+        ]
+        return (
+            "Without the picture (the best answer for each question opening, fitted on these questions): "
+            + ", ".join(values)
+        )
 
     def summary(self) -> str:
         """What was written where, how long it took, and the commands that take it further."""
@@ -172,9 +187,12 @@ def run_demo(
         )
         _step(log, seconds, f"eval {variant.name}", t)
 
-    log("[4/4] report: ablation table, leaderboard, plots")
+    log("[4/4] report: ablation table, leaderboard, plots, the scores of answering blind")
     t = time.time()
     table_path, markdown, leaderboard, plots, scores = write_reports(output, list(runs.values()))
+    from tinyllava_bench.demo.blind import blind_scores
+
+    blind = blind_scores(world["eval_root"], settings.tasks)
     _step(log, seconds, "report", t)
     seconds["total"] = round(time.time() - started, 1)
     (output / "demo.json").write_text(
@@ -184,6 +202,7 @@ def run_demo(
                 "seconds": seconds,
                 "runs": {k: str(v) for k, v in runs.items()},
                 "scores": scores,
+                "blind": blind,
             },
             indent=2,
         )
@@ -199,6 +218,7 @@ def run_demo(
         plots=plots,
         seconds=seconds,
         scores=scores,
+        blind=blind,
     )
 
 
