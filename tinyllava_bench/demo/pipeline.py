@@ -67,9 +67,8 @@ class DemoSettings:
     # the recipes' stages at demo scale: rates and epochs for tiny models instead of the paper's 1-3B LLMs; which
     # modules train in which stage stays the recipe's
     pretrain_lr: float = 3e-3
-    share_pretrain_lr: float = (
-        5e-4  # the LLM trains in this stage: a lower rate keeps what it learnt from text
-    )
+    # share's caption stage trains the LLM: a lower rate keeps what it learnt from text
+    share_pretrain_lr: float = 5e-4
     finetune_lr: float = 1e-3
     pretrain_epochs: float = 1.0
     share_pretrain_epochs: float = 2.0

@@ -254,11 +254,10 @@ def _run_task(
         except ValueError as exc:
             # a row no prompt can be made from (no question) fails alone, as a bad image does
             requests.append(Request(i, keys[i], question_ids[i], "", "", [], fields, error=f"prompt: {exc}"))
-    all_ids = model.prompt_ids_many([question for _, _, question in built])  # one batched tokenizer call
-    for (i, fields, question), ids in zip(built, all_ids, strict=True):
-        requests.append(
-            Request(i, keys[i], question_ids[i], question, model.render_prompt(question), ids, fields)
-        )
+    prompts = [model.render_prompt(question) for _, _, question in built]
+    all_ids = model.tokenize_prompts(prompts)  # one batched tokenizer call
+    for (i, fields, question), prompt, ids in zip(built, prompts, all_ids, strict=True):
+        requests.append(Request(i, keys[i], question_ids[i], question, prompt, ids, fields))
     requests.sort(key=lambda r: -len(r.prompt_ids))  # longest first: out-of-memory shows up at once
     generated = _generate(requests, data, model, generation.max_new_tokens, config, output, task.name, dist)
     dist.barrier()

@@ -90,7 +90,10 @@ class TinyLlava(nn.Module):
 
     def prompt_ids_many(self, questions: list[str]) -> list[list[int]]:
         """The prompt's token ids (`<image>` as IMAGE_TOKEN_INDEX) of every question, tokenised in one batch."""
-        prompts = [self.render_prompt(question) for question in questions]
+        return self.tokenize_prompts([self.render_prompt(question) for question in questions])
+
+    def tokenize_prompts(self, prompts: list[str]) -> list[list[int]]:
+        """Token ids of rendered prompts (`render_prompt`), `<image>` as IMAGE_TOKEN_INDEX, in one batch."""
         image_token_id = self.settings.extra.get("image_token_id")
         if image_token_id is None:
             return tokenize_many_with_images(prompts, self.tokenizer)
