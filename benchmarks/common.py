@@ -229,14 +229,11 @@ def run_measured(
 
 
 def thread_env(threads: int) -> dict[str, str]:
-    """The environment with OpenMP/MKL pinned to `threads`, so every process of a comparison computes alike."""
-    return {
-        **os.environ,
-        "OMP_NUM_THREADS": str(threads),
-        "MKL_NUM_THREADS": str(threads),
-        "TOKENIZERS_PARALLELISM": "false",
-        "PYTHONUNBUFFERED": "1",
-    }
+    """The environment with OpenMP/MKL pinned to `threads` (0: left to torch), so every process computes alike."""
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+    if threads > 0:
+        env.update({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)})
+    return env
 
 
 def peak_rss_mib() -> float:

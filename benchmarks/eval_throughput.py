@@ -22,6 +22,8 @@ are compared across all five. lmms-eval runs through $LMMS_PYTHON (default /work
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import glob
 import json
 import shutil
@@ -41,7 +43,10 @@ LMMS_TASK = "tlb_bench_gqa"
 NEVER_STOP = "<never-emitted-stop>"
 # Full GQA testdev-balanced, for projecting the fixed costs of one run onto a real one.
 FULL_TASK_ROWS = 12578
-VARIANTS = ("bare", "ours", "ours_w0", "lmms_plugin", "llava_hf")
+VARIANTS = ("bare", "ours", "ours_w0", "ours_bs1", "lmms_plugin", "llava_hf")
+DEFAULT_VARIANTS = "bare,ours,ours_w0,lmms_plugin,llava_hf"
+# Rows per model unless given; `realistic` is TinyLLaVA-3.1B's shape (a GPU run: ~3 batches of 64).
+DEFAULT_ROWS = {"tiny": 128, "mid": 48, "realistic": 192}
 
 
 # ===== workers: each runs in its own process ===================================================================
@@ -89,7 +94,7 @@ def worker_bare(args: argparse.Namespace) -> dict[str, Any]:
     from tinyllava_bench.tasks import apply_overrides, build_question, load_task, load_task_data
 
     started = time.perf_counter()
-    model = load_model(args.checkpoint)
+    model = load_model(args.checkpoint, device=args.device, dtype=args.dtype)
     load_s = time.perf_counter() - started
     task = apply_overrides(load_task(TASK), {"generation.max_new_tokens": args.max_new_tokens})
     data = load_task_data(task, data_root=args.data_root)
@@ -154,7 +159,8 @@ def worker_ours(args: argparse.Namespace) -> dict[str, Any]:
         output=output,
         limit=args.rows,
         batch_size=args.batch_size,
-        device="cpu",
+        device=args.device,
+        dtype=args.dtype,
         num_workers=args.num_workers,
         data_root=Path(args.data_root),
         show_progress=False,
@@ -177,6 +183,7 @@ def worker_lmms(args: argparse.Namespace) -> dict[str, Any]:
     """lmms-eval's CLI in this process, with the model's load and generate_until timed (runs in the lmms venv)."""
     timers: dict[str, float] = defaultdict(float)
     rendered: dict[str, str] = {}
+    generate_calls: list[tuple[list[int], float]] = []
     from lmms_eval.cli.dispatch import main as lmms_main
 
     if args.lmms_model == "llava_hf":
@@ -190,6 +197,7 @@ def worker_lmms(args: argparse.Namespace) -> dict[str, Any]:
             simple_init(self, *a, **k)
             for owner in (self.tokenizer, self._image_processor):  # simple class: tokenizer; chat: processor
                 owner.apply_chat_template = _recording(owner.apply_chat_template, rendered)
+            self._model.generate = _shape_timed(self._model.generate, generate_calls)
 
         simple_llava_hf.LlavaHf.__init__ = init_and_record_prompts
         for llava in (simple_llava_hf.LlavaHf, chat_llava_hf.LlavaHf):
@@ -203,11 +211,14 @@ def worker_lmms(args: argparse.Namespace) -> dict[str, Any]:
         cls.generate_until = _timed(timers, "generate_until", cls.generate_until)
     cls.__init__ = _timed(timers, "load_model", cls.__init__)
 
+    device = args.device
     if args.lmms_model == "llava_hf":
-        model_args = f"pretrained={args.checkpoint},device=cpu,device_map=cpu,dtype=float32"
+        model_args = f"pretrained={args.checkpoint},device={device},device_map={device},dtype={args.dtype}"
         batch_size = 1
     else:
-        model_args = f"pretrained={args.checkpoint},device=cpu,batch_size={args.batch_size}"
+        model_args = (
+            f"pretrained={args.checkpoint},device={device},dtype={args.dtype},batch_size={args.batch_size}"
+        )
         batch_size = args.batch_size
     sys.argv = [
         "lmms_eval",
@@ -248,6 +259,8 @@ def worker_lmms(args: argparse.Namespace) -> dict[str, Any]:
         phases["generate_until_cpu"] = phases[key + "_cpu"]
         phases["llava_hf_class"] = key.removeprefix("generate_until_")
     phases["lmms_eval_total"] = total
+    if generate_calls:
+        phases["model_generate_calls"] = _first_shape_split(generate_calls)
     results = glob.glob(str(Path(args.output) / "*" / "*_results.json"))
     if results:
         own = json.loads(Path(results[0]).read_text()).get("total_evaluation_time_seconds")
@@ -277,6 +290,41 @@ def _recording(apply_chat_template: Any, rendered: dict[str, str]) -> Any:
     return recording
 
 
+def _shape_timed(generate: Any, calls: list[tuple[list[int], float]]) -> Any:
+    """Wraps a model's `generate` to record each call's input shape and seconds (GPU work finished)."""
+    import torch
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        started = time.perf_counter()
+        output = generate(*args, **kwargs)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        calls.append((list(ids.shape) if ids is not None else [], time.perf_counter() - started))
+        return output
+
+    return wrapper
+
+
+def _first_shape_split(calls: list[tuple[list[int], float]]) -> dict[str, Any]:
+    """Seconds of `generate` calls whose input shape was new to the process against those seen before: on a GPU a
+    new shape pays for kernel selection (cuDNN attention plans), which a full-size task amortises."""
+    seen: set[tuple[int, ...]] = set()
+    first, repeat = [], []
+    for shape, seconds in calls:
+        (repeat if tuple(shape) in seen else first).append(seconds)
+        seen.add(tuple(shape))
+    return {
+        "calls": len(calls),
+        "distinct_shapes": len(seen),
+        "first_shape_s": round(sum(first), 3),
+        "repeat_shape_calls": len(repeat),
+        "repeat_shape_s": round(sum(repeat), 3),
+        "repeat_shape_mean_s": round(sum(repeat) / len(repeat), 5) if repeat else None,
+        "first_shape_mean_s": round(sum(first) / len(first), 5) if first else None,
+    }
+
+
 WORKERS = {"bare": worker_bare, "ours": worker_ours, "lmms": worker_lmms}
 
 
@@ -302,15 +350,19 @@ def run_worker(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     for name in PREIMPORTS:
-        importlib.import_module(name)
+        with contextlib.suppress(ImportError):  # a module another transformers version names differently
+            importlib.import_module(name)
     import torch
 
     imports_s = time.perf_counter() - started
-    torch.set_num_threads(args.threads)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     result = WORKERS[args.worker](args)
     result["phases"]["preimports"] = imports_s
     result["threads"] = torch.get_num_threads()
     result["peak_rss_mib_self"] = common.peak_rss_mib()
+    if args.device.startswith("cuda"):
+        result["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     Path(args.result).write_text(json.dumps(result, default=str))
     return 0
 
@@ -318,10 +370,14 @@ def run_worker(args: argparse.Namespace) -> int:
 # ===== preparing a model, its data and the lmms-eval task ======================================================
 
 
-def build_checkpoints(which: str, root: Path) -> tuple[dict[str, Path], dict[str, Any]]:
-    """The random model `which` (tiny | mid) written as native and hf_llava checkpoints under `root`."""
+def build_checkpoints(which: str, root: Path, args: argparse.Namespace) -> tuple[dict[str, Path], dict, Any]:
+    """The random model `which` (tiny | mid | realistic) written as native and hf_llava checkpoints under `root`;
+    returns the paths, a description, and the model itself (for rendering prompts)."""
+    import dataclasses
+
     import torch
 
+    from tinyllava_bench.models.loading import resolve_dtype
     from tinyllava_bench.models.tiny import build_tiny_model, write_tiny_checkpoints
 
     if which == "tiny":
@@ -332,8 +388,12 @@ def build_checkpoints(which: str, root: Path) -> tuple[dict[str, Path], dict[str
             "vision": "siglip hidden 24, 2 layers, 28px / patch 14 = 4 tokens",
         }
     else:
-        model = common.build_random_model(common.MID)
-        description = {"name": common.MID.name, **common.MID.to_dict()}
+        spec = common.MID if which == "mid" else common.PHI2_SIGLIP
+        if args.shrink:  # a smoke check of the code path: the same shapes with 2 layers each
+            spec = dataclasses.replace(spec, name=spec.name + "-2layers", layers=2, vision_layers=2)
+        dtype = resolve_dtype(args.dtype, args.device)
+        model = common.build_random_model(spec, device=args.device, dtype=dtype)
+        description = {"name": spec.name, **spec.to_dict(), "dtype": str(dtype).replace("torch.", "")}
     # Random weights rarely choose EOS, and when they do it is at once for every prompt; a zero EOS row makes
     # every answer exactly max_new_tokens long (as short answers are: a few tokens), the same for every runner.
     eos = model.tokenizer.eos_token_id
@@ -341,8 +401,11 @@ def build_checkpoints(which: str, root: Path) -> tuple[dict[str, Path], dict[str
         model.language_model.get_output_embeddings().weight[eos].zero_()
     description["parameters_m"] = round(common.parameter_count(model) / 1e6, 2)
     description["image_tokens"] = model.num_image_tokens
+    model.to("cpu")  # written from the CPU; the runners load it where they run
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
     paths = write_tiny_checkpoints(model, root, layouts=["native", "hf_llava"])
-    return paths, description
+    return paths, description, model
 
 
 LMMS_TASK_PY = '''"""Document functions of the benchmark's copy of GQA (written by benchmarks/eval_throughput.py)."""
@@ -436,6 +499,7 @@ def run_variant(
     label: str,
     env: dict[str, str],
     rows: int,
+    dtype: str,
 ) -> dict[str, Any]:
     out = work / f"{label}_{variant}"
     shutil.rmtree(out, ignore_errors=True)
@@ -450,6 +514,10 @@ def run_variant(
         str(args.batch_size),
         "--max-new-tokens",
         str(args.max_new_tokens),
+        "--device",
+        args.device,
+        "--dtype",
+        dtype,
         "--result",
         str(result_file),
         "--data-root",
@@ -459,10 +527,12 @@ def run_variant(
     run_env = dict(env)
     if variant == "bare":
         command = [sys.executable, script, "--worker", "bare", "--checkpoint", str(paths["native"])]
-    elif variant in ("ours", "ours_w0"):
-        workers = args.num_workers if variant == "ours" else 0
+    elif variant in ("ours", "ours_w0", "ours_bs1"):
+        workers = 0 if variant == "ours_w0" else args.num_workers
         command = [sys.executable, script, "--worker", "ours", "--checkpoint", str(paths["native"])]
         command += ["--output", str(out / "run"), "--num-workers", str(workers)]
+        if variant == "ours_bs1":  # the last --batch-size wins: one at a time, as llava_hf
+            common_args += ["--batch-size", "1"]
     else:
         lmms_model = "tinyllava_bench" if variant == "lmms_plugin" else "llava_hf"
         checkpoint = paths["native"] if variant == "lmms_plugin" else paths["hf_llava"]
@@ -529,7 +599,7 @@ def _projected_wall(entry: dict[str, Any], rows: int) -> float:
 
 
 def summarize(
-    label: str, runs: dict[str, dict[str, Any]], rows: int, questions: list[str], model: Any
+    label: str, runs: dict[str, dict[str, Any]], rows: int, questions: list[str], expected_prompts: list[str]
 ) -> dict:
     """Samples/s per variant, harness overhead vs the bare loop, ratios to lmms-eval, prediction and prompt checks."""
     summary: dict[str, Any] = {"variants": {}}
@@ -543,7 +613,9 @@ def summarize(
             "peak_rss_mib": run["peak_rss_mib"],
             "phases_s": {k: round(v, 3) if isinstance(v, float) else v for k, v in phases.items()},
         }
-        generation = "generate_loop" if variant in ("bare", "ours", "ours_w0") else "generate_until"
+        generation = (
+            "generate_loop" if variant in ("bare", "ours", "ours_w0", "ours_bs1") else "generate_until"
+        )
         entry["generation_samples_per_s"] = rows / phases[generation]
         # CPU seconds of the main process: steadier than wall time on a loaded machine (DataLoader workers'
         # CPU is not in it, so `ours` with workers looks cheaper here than it is)
@@ -559,7 +631,7 @@ def summarize(
         if variant in runs
     }
     ratios = {}
-    for mine in ("ours", "ours_w0"):
+    for mine in ("ours", "ours_w0", "ours_bs1"):
         for other in ("lmms_plugin", "llava_hf"):
             if other not in runs or mine not in runs:
                 continue
@@ -587,13 +659,20 @@ def summarize(
     summary["predictions"] = identical
     summary["distinct_predictions"] = len(set(reference.values()))
     summary["predictions_all_identical"] = all(v["identical_to_bare"] == rows for v in identical.values())
+    # the same batch size on both sides: on a GPU in bf16, padding a batch changes sums, so batched answers can
+    # differ from one-at-a-time ones on near-ties; these pairs compare like with like
+    pairs = {}
+    for mine, other in (("ours_bs1", "llava_hf"), ("ours", "lmms_plugin"), ("bare", "ours")):
+        if mine in runs and other in runs:
+            a, b = runs[mine]["predictions"], runs[other]["predictions"]
+            pairs[f"{mine}={other}"] = sum(1 for i in range(rows) if a.get(i) == b.get(i))
+    summary["predictions_same_batch_size"] = {**pairs, "of": rows}
 
     prompts: dict[str, Any] = {}
     if "ours" in runs:
         ours_prompts = {int(k): v for k, v in runs["ours"]["prompts"].items()}
-        expected = {i: model.render_prompt(questions[i]) for i in range(rows)}
         prompts["ours_equals_rendered_lmms_question"] = sum(
-            ours_prompts[i] == expected[i] for i in range(rows)
+            ours_prompts[i] == expected_prompts[i] for i in range(rows)
         )
         if "lmms_plugin" in runs:
             inputs = {int(k): v for k, v in runs["lmms_plugin"]["inputs"].items()}
@@ -647,24 +726,35 @@ def print_summary(label: str, summary: dict[str, Any]) -> None:
         )
     for name, ratio in summary["ratios"].items():
         print(f"{name}: {ratio}")
+    calls = summary["variants"].get("llava_hf", {}).get("phases_s", {}).get("model_generate_calls")
+    if calls:
+        print(f"llava_hf model.generate calls, new input shape vs seen before: {calls}")
+    print(f"predictions at the same batch size: {summary['predictions_same_batch_size']}")
     print(f"prompts: {summary['prompts']}; all predictions identical: {summary['predictions_all_identical']}")
 
 
 def orchestrate(args: argparse.Namespace) -> int:
-    from tinyllava_bench import load_model
+    import torch
+
     from tinyllava_bench.demo import write_task_data
 
     machine = common.machine_info()
+    if args.device.startswith("cuda"):
+        machine["device"] = torch.cuda.get_device_name()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="tlb-eval-bench-"))
     env = common.thread_env(args.threads)
-    variants = [v for v in VARIANTS if not (args.skip_lmms and v in ("lmms_plugin", "llava_hf"))]
+    variants = [v for v in args.variants if not (args.skip_lmms and v in ("lmms_plugin", "llava_hf"))]
+    rows_of = {"tiny": args.rows, "mid": args.mid_rows, "realistic": args.realistic_rows}
     report: dict[str, Any] = {
         "benchmark": "eval_throughput",
         "started_at": time.strftime("%Y-%m-%d %H:%M:%S"),
         "machine": machine,
         "settings": {
             "task": TASK,
-            "rows": {"tiny": args.rows, "mid": args.mid_rows},
+            "rows": {which: rows_of[which] for which in args.models},
+            "device": args.device,
+            "dtype": args.dtype,
+            "variants": variants,
             "batch_size": args.batch_size,
             "llava_hf_batch_size": 1,
             "max_new_tokens": args.max_new_tokens,
@@ -675,31 +765,60 @@ def orchestrate(args: argparse.Namespace) -> int:
         },
         "models": {},
     }
-    for which in args.models:
-        label = which
-        rows = args.rows if which == "tiny" else args.mid_rows
-        model_dir = work / label
-        shutil.rmtree(model_dir, ignore_errors=True)
-        paths, description = build_checkpoints(which, model_dir / "ckpt")
-        write_task_data(TASK, model_dir / "data", n=rows, seed=0)
+    out = Path(args.out)
+
+    def compare(
+        label: str, built: tuple[dict[str, Path], dict, Any], runners: list[str], rows: int, dtype: str
+    ) -> dict[str, Any]:
+        paths, description, render = built
+        model_dir = paths["native"].parent.parent
         questions = write_lmms_task(model_dir / "data", model_dir / "lmms_task", rows, args.max_new_tokens)
-        model = load_model(str(paths["native"]))
         all_runs: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        failed: dict[str, str] = {}
         for repeat in range(args.repeats):
             # interleaved, so a burst of load on the machine hits every variant alike
-            for variant in variants:
+            for variant in runners:
                 print(f"[{label}] repeat {repeat + 1}/{args.repeats}: {variant} ...", flush=True)
-                all_runs[variant].append(run_variant(variant, args, paths, model_dir, label, env, rows))
+                try:
+                    all_runs[variant].append(
+                        run_variant(variant, args, paths, model_dir, label, env, rows, dtype)
+                    )
+                except RuntimeError as exc:  # one runner failing must not lose the others' numbers
+                    if variant == "bare":
+                        raise
+                    failed[variant] = str(exc)[-3000:]
+                    print(f"[{label}] {variant} FAILED: {failed[variant]}", flush=True)
         best = {v: min(runs, key=lambda r: r["wall_s"]) for v, runs in all_runs.items()}
-        summary = summarize(label, best, rows, questions, model)
-        summary["rows"] = rows
-        summary["model"] = description
+        summary = summarize(label, best, rows, questions, [render(q) for q in questions])
+        summary["failed"] = failed
+        summary.update(rows=rows, dtype=dtype, model=description)
         summary["all_walls_s"] = {v: [r["wall_s"] for r in runs] for v, runs in all_runs.items()}
         summary["sample_predictions"] = {i: best["bare"]["predictions"][i] for i in range(min(3, rows))}
-        report["models"][label] = summary
         print_summary(label, summary)
+        return summary
+
+    for which in args.models:
+        rows = rows_of[which]
+        model_dir = work / which
+        shutil.rmtree(model_dir, ignore_errors=True)
+        started = time.perf_counter()
+        paths, description, model = build_checkpoints(which, model_dir / "ckpt", args)
+        description["build_and_write_s"] = round(time.perf_counter() - started, 1)
+        # the prompt renderer without the weights: the runners load their own copies
+        render = functools.partial(model.template.render_prompt, strip_question=model.settings.strip_question)
+        built = (paths, description, render)
+        del model
+        data_rows = max(rows, args.identity_rows) if args.identity_dtype else rows
+        write_task_data(TASK, model_dir / "data", n=data_rows, seed=0)
+        report["models"][which] = compare(which, built, variants, rows, args.dtype)
+        common.write_result(out, report)  # what is done so far survives a later failure
+        if args.identity_dtype:
+            label = f"{which}_{args.identity_dtype}"
+            report["models"][label] = compare(
+                label, built, args.identity_variants, args.identity_rows, args.identity_dtype
+            )
+            common.write_result(out, report)
     report["machine"]["load_average_at_end"] = common.load_average()
-    out = Path(args.out)
     common.write_result(out, report)
     print(f"\nwrote {out} (work folder {work})")
     if not args.keep:
@@ -832,15 +951,46 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--models", default="tiny,mid", help="comma list of tiny, mid")
-    parser.add_argument("--rows", type=int, default=128, help="GQA rows for the tiny model")
-    parser.add_argument("--mid-rows", type=int, default=48, help="GQA rows for the mid-size model")
+    parser.add_argument(
+        "--models",
+        default="tiny,mid",
+        help="comma list of tiny, mid, realistic (TinyLLaVA-3.1B's shape: GPU)",
+    )
+    parser.add_argument("--rows", type=int, default=DEFAULT_ROWS["tiny"], help="GQA rows for the tiny model")
+    parser.add_argument(
+        "--mid-rows", type=int, default=DEFAULT_ROWS["mid"], help="GQA rows for the mid model"
+    )
+    parser.add_argument(
+        "--realistic-rows", type=int, default=DEFAULT_ROWS["realistic"], help="GQA rows, realistic model"
+    )
+    parser.add_argument(
+        "--variants",
+        default=DEFAULT_VARIANTS,
+        help=f"comma list of runners, of {', '.join(VARIANTS)} (ours_bs1: ours at batch size 1); bare is needed",
+    )
+    parser.add_argument("--device", default="cpu", help="cpu or cuda, for every runner")
+    parser.add_argument(
+        "--identity-dtype",
+        default=None,
+        help="then run --identity-variants again in this dtype (float32: batched bf16 sums differ from batch-1 "
+        "ones, so identical predictions are checked where rounding cannot flip them)",
+    )
+    parser.add_argument("--identity-rows", type=int, default=64)
+    parser.add_argument("--identity-variants", default="bare,ours,llava_hf")
+    parser.add_argument("--dtype", default=None, help="default float32 on cpu, bfloat16 on cuda")
+    parser.add_argument(
+        "--shrink",
+        action="store_true",
+        help="mid/realistic with 2 layers each: a smoke check of the code path",
+    )
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=4)
     parser.add_argument(
         "--num-workers", type=int, default=2, help="the engine's DataLoader workers (its default)"
     )
-    parser.add_argument("--threads", type=int, default=1, help="torch/OpenMP threads in every process")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch/OpenMP threads in every process (0: torch's default)"
+    )
     parser.add_argument("--repeats", type=int, default=1, help="interleaved repeats; the fastest run is kept")
     parser.add_argument("--skip-lmms", action="store_true", help="bare loop and ours only")
     parser.add_argument("--workdir", default=None)
@@ -868,9 +1018,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         name = "eval_fixed_costs.json" if args.fixed_costs else "eval_throughput.json"
         args.out = str(common.RESULTS_DIR / name)
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
-    unknown = set(args.models) - {"tiny", "mid"}
+    unknown = set(args.models) - set(DEFAULT_ROWS)
     if unknown:
-        parser.error(f"unknown models {sorted(unknown)}; use tiny, mid")
+        parser.error(f"unknown models {sorted(unknown)}; use {', '.join(DEFAULT_ROWS)}")
+    for option in ("variants", "identity_variants"):
+        chosen = [v.strip() for v in getattr(args, option).split(",") if v.strip()]
+        unknown = set(chosen) - set(VARIANTS)
+        if unknown or "bare" not in chosen:
+            flag = "--" + option.replace("_", "-")
+            parser.error(
+                f"{flag}: {sorted(unknown) or 'bare missing'}; use bare and any of {', '.join(VARIANTS)}"
+            )
+        setattr(args, option, chosen)
+    if args.dtype is None:
+        args.dtype = "float32" if args.device == "cpu" else "bfloat16"
     return args
 
 

@@ -71,6 +71,29 @@ def test_hf_llava_export_runs_in_transformers(tiny_checkpoints):
     torch.testing.assert_close(logits[:, : expected.shape[1]], expected, atol=1e-5, rtol=0)
 
 
+def test_hf_llava_export_keeps_a_bf16_models_dtype(tmp_path):
+    """A bf16 model exports as bf16 (not upcast to twice its size) and its weights come back bit for bit."""
+    from safetensors import safe_open
+
+    from tinyllava_bench.models.export import export_hf_llava
+    from tinyllava_bench.models.tiny import build_tiny_model
+
+    model = build_tiny_model("phi", "siglip").to(torch.bfloat16)
+    export_hf_llava(model, tmp_path / "hf")
+    assert torch.get_default_dtype() == torch.float32  # restored after building the Llava class
+    [weights] = (tmp_path / "hf").glob("*.safetensors")
+    with safe_open(str(weights), framework="pt") as handle:
+        dtypes = {handle.get_slice(name).get_dtype() for name in handle.keys()}  # noqa: SIM118 (not a dict)
+    assert dtypes == {"BF16"}
+    loaded = load_model(str(tmp_path / "hf"), dtype="bfloat16")
+    assert loaded.dtype == torch.bfloat16
+    ours = dict(model.language_model.named_parameters())
+    theirs = dict(loaded.language_model.named_parameters())
+    assert ours.keys() == theirs.keys()
+    for name, value in ours.items():  # the export adds an <image> row to the vocabulary: compare ours
+        assert torch.equal(value, theirs[name][tuple(slice(0, n) for n in value.shape)]), name
+
+
 @pytest.mark.parametrize(
     ("vision", "image_size", "select", "tokens"),
     [

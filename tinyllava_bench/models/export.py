@@ -76,7 +76,14 @@ def export_hf_llava(model: TinyLlava, folder: Path) -> Path:
         image_seq_length=model.num_image_tokens,
         tie_word_embeddings=bool(getattr(text_config, "tie_word_embeddings", False)),
     )
-    hf = LlavaForConditionalGeneration(config)
+    # built in the weights' own dtype: a bf16 model exports as bf16, not twice its size in float32
+    dtypes = {parameter.dtype for parameter in model.parameters()}
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtypes.pop() if len(dtypes) == 1 else torch.float32)
+    try:
+        hf = LlavaForConditionalGeneration(config)
+    finally:
+        torch.set_default_dtype(previous)
     state = {"model.vision_tower." + k: v for k, v in vision_state.items()}
     state.update(
         {
