@@ -237,8 +237,16 @@ def thread_env(threads: int) -> dict[str, str]:
 
 
 def peak_rss_mib() -> float:
+    """This process's peak resident memory. VmHWM where Linux has it: getrusage's ru_maxrss carries the parent's
+    peak across fork and exec, so every worker of a big orchestrator would report the orchestrator's size."""
     import resource
 
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 

@@ -397,8 +397,14 @@ def build_checkpoints(which: str, root: Path, args: argparse.Namespace) -> tuple
     # Random weights rarely choose EOS, and when they do it is at once for every prompt; a zero EOS row makes
     # every answer exactly max_new_tokens long (as short answers are: a few tokens), the same for every runner.
     eos = model.tokenizer.eos_token_id
+    lm_head = model.language_model.get_output_embeddings()
     with torch.no_grad():
-        model.language_model.get_output_embeddings().weight[eos].zero_()
+        lm_head.weight[eos].zero_()
+        # The realistic model pads the small random tokenizer's vocabulary to Phi-2's 51,200 rows; ids past the
+        # tokenizer decode to nothing, so answers made of them are all "" and comparing them proves nothing.
+        # Zero rows give those ids a logit of exactly 0, below the best of 320 wide random logits, so every
+        # answer is made of real tokens. (Not a bias: transformers' Llava class has no lm_head bias.)
+        lm_head.weight[len(model.tokenizer) :].zero_()
     description["parameters_m"] = round(common.parameter_count(model) / 1e6, 2)
     description["image_tokens"] = model.num_image_tokens
     model.to("cpu")  # written from the CPU; the runners load it where they run
@@ -610,7 +616,9 @@ def summarize(
             "end_to_end_samples_per_s": rows / run["wall_s"],
             "timed_s": run["timed_s"],
             "timed_samples_per_s": rows / run["timed_s"],
-            "peak_rss_mib": run["peak_rss_mib"],
+            # the runner's main process (VmHWM); DataLoader workers are not in it
+            "peak_rss_mib": run["peak_rss_mib_self"],
+            "peak_gpu_mib": run.get("peak_gpu_mib"),
             "phases_s": {k: round(v, 3) if isinstance(v, float) else v for k, v in phases.items()},
         }
         generation = (
@@ -702,6 +710,7 @@ def print_summary(label: str, summary: dict[str, Any]) -> None:
                 "gencpu": entry["generation_samples_per_cpu_s"],
                 "wall": entry["end_to_end_wall_s"],
                 "rss": entry["peak_rss_mib"],
+                "gpu": entry["peak_gpu_mib"],
                 "same": f"{check['identical_to_bare']}/{check['of']}",
             }
         )
@@ -714,6 +723,7 @@ def print_summary(label: str, summary: dict[str, Any]) -> None:
         ("gencpu", "samples/cpu-s generation"),
         ("wall", "wall s"),
         ("rss", "peak RSS MiB"),
+        ("gpu", "peak GPU MiB"),
         ("same", "preds = bare"),
     ]
     print(common.format_table(rows, columns))

@@ -71,6 +71,33 @@ def test_hf_llava_export_runs_in_transformers(tiny_checkpoints):
     torch.testing.assert_close(logits[:, : expected.shape[1]], expected, atol=1e-5, rtol=0)
 
 
+def test_bf16_load_matches_transformers_llava_bit_for_bit(tmp_path):
+    """In bf16 our loader gives exactly the logits of transformers' Llava on the same weights, at SigLIP's 729 image
+    tokens: the rotary frequencies stay float32 (cast to bf16 they moved cos/sin at position ~700 by 0.1)."""
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+    from tinyllava_bench.models.tiny import build_tiny_model, write_tiny_checkpoints
+
+    paths = write_tiny_checkpoints(
+        build_tiny_model("phi", "siglip", image_size=384), tmp_path, layouts=["native", "hf_llava"]
+    )
+    ours = load_model(str(paths["native"]), dtype="bfloat16")
+    rotary = {name: b.dtype for name, b in ours.named_buffers() if name.endswith("inv_freq")}
+    assert rotary and set(rotary.values()) == {torch.float32}
+    assert ours.language_model.get_input_embeddings().weight.dtype == torch.bfloat16
+    image = make_image(50, 40, seed=5)
+    expected = ours.prompt_logits(image, QUESTION)
+
+    processor = AutoProcessor.from_pretrained(str(paths["hf_llava"]))
+    hf = LlavaForConditionalGeneration.from_pretrained(str(paths["hf_llava"]), dtype=torch.bfloat16).eval()
+    inputs = processor(images=image, text=ours.render_prompt(QUESTION), return_tensors="pt")
+    inputs["pixel_values"] = inputs["pixel_values"].to(torch.bfloat16)
+    with torch.inference_mode():
+        logits = hf(**inputs).logits[0].float()
+    assert logits.shape[0] == expected.shape[0] > 729
+    assert torch.equal(logits[:, : expected.shape[1]], expected)
+
+
 def test_hf_llava_export_keeps_a_bf16_models_dtype(tmp_path):
     """A bf16 model exports as bf16 (not upcast to twice its size) and its weights come back bit for bit."""
     from safetensors import safe_open
