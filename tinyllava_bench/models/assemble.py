@@ -82,7 +82,7 @@ def build_model(parts: CheckpointParts, device: str = "cpu", dtype: torch.dtype 
     if parts.vocab_limit and parts.vocab_limit < llm.get_input_embeddings().weight.shape[0]:
         llm.resize_token_embeddings(parts.vocab_limit, mean_resizing=False)
     # Rotary frequencies stay float32, as transformers' from_pretrained and the original TinyLLaVA code leave
-    # them: cast to bf16, cos/sin of position ~800 (729 image tokens + text) were off by up to 0.15.
+    # them: cast to bf16, cos/sin of position ~800 (729 image tokens + text) were off by up to 0.14.
     rotary = {name: buffer for name, buffer in model.named_buffers() if name.endswith("inv_freq")}
     model.to(device=device, dtype=dtype)
     for name, buffer in rotary.items():
