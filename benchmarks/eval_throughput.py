@@ -44,6 +44,7 @@ NEVER_STOP = "<never-emitted-stop>"
 # Full GQA testdev-balanced, for projecting the fixed costs of one run onto a real one.
 FULL_TASK_ROWS = 12578
 VARIANTS = ("bare", "ours", "ours_w0", "ours_bs1", "lmms_plugin", "llava_hf")
+OURS = ("ours", "ours_w0", "ours_bs1")  # the variants that run `evaluate()`
 DEFAULT_VARIANTS = "bare,ours,ours_w0,lmms_plugin,llava_hf"
 # Rows per model unless given; `realistic` is TinyLLaVA-3.1B's shape (a GPU run: ~3 batches of 64).
 DEFAULT_ROWS = {"tiny": 128, "mid": 48, "realistic": 192}
@@ -517,7 +518,7 @@ def run_variant(
         "--rows",
         str(rows),
         "--batch-size",
-        str(args.batch_size),
+        "1" if variant == "ours_bs1" else str(args.batch_size),  # ours_bs1: one at a time, as llava_hf
         "--max-new-tokens",
         str(args.max_new_tokens),
         "--device",
@@ -533,12 +534,10 @@ def run_variant(
     run_env = dict(env)
     if variant == "bare":
         command = [sys.executable, script, "--worker", "bare", "--checkpoint", str(paths["native"])]
-    elif variant in ("ours", "ours_w0", "ours_bs1"):
+    elif variant in OURS:
         workers = 0 if variant == "ours_w0" else args.num_workers
         command = [sys.executable, script, "--worker", "ours", "--checkpoint", str(paths["native"])]
         command += ["--output", str(out / "run"), "--num-workers", str(workers)]
-        if variant == "ours_bs1":  # the last --batch-size wins: one at a time, as llava_hf
-            common_args += ["--batch-size", "1"]
     else:
         lmms_model = "tinyllava_bench" if variant == "lmms_plugin" else "llava_hf"
         checkpoint = paths["native"] if variant == "lmms_plugin" else paths["hf_llava"]
@@ -621,9 +620,7 @@ def summarize(
             "peak_gpu_mib": run.get("peak_gpu_mib"),
             "phases_s": {k: round(v, 3) if isinstance(v, float) else v for k, v in phases.items()},
         }
-        generation = (
-            "generate_loop" if variant in ("bare", "ours", "ours_w0", "ours_bs1") else "generate_until"
-        )
+        generation = "generate_loop" if variant == "bare" or variant in OURS else "generate_until"
         entry["generation_samples_per_s"] = rows / phases[generation]
         # CPU seconds of the main process: steadier than wall time on a loaded machine (DataLoader workers'
         # CPU is not in it, so `ours` with workers looks cheaper here than it is)
@@ -639,7 +636,7 @@ def summarize(
         if variant in runs
     }
     ratios = {}
-    for mine in ("ours", "ours_w0", "ours_bs1"):
+    for mine in OURS:
         for other in ("lmms_plugin", "llava_hf"):
             if other not in runs or mine not in runs:
                 continue
@@ -800,8 +797,7 @@ def orchestrate(args: argparse.Namespace) -> int:
                     print(f"[{label}] {variant} FAILED: {failed[variant]}", flush=True)
         best = {v: min(runs, key=lambda r: r["wall_s"]) for v, runs in all_runs.items()}
         summary = summarize(label, best, rows, questions, [render(q) for q in questions])
-        summary["failed"] = failed
-        summary.update(rows=rows, dtype=dtype, model=description)
+        summary.update(rows=rows, dtype=dtype, model=description, failed=failed)
         summary["all_walls_s"] = {v: [r["wall_s"] for r in runs] for v, runs in all_runs.items()}
         summary["sample_predictions"] = {i: best["bare"]["predictions"][i] for i in range(min(3, rows))}
         print_summary(label, summary)
@@ -957,6 +953,10 @@ def measure_fixed_costs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _comma_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -1027,12 +1027,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.out is None:
         name = "eval_fixed_costs.json" if args.fixed_costs else "eval_throughput.json"
         args.out = str(common.RESULTS_DIR / name)
-    args.models = [m.strip() for m in args.models.split(",") if m.strip()]
+    args.models = _comma_list(args.models)
     unknown = set(args.models) - set(DEFAULT_ROWS)
     if unknown:
         parser.error(f"unknown models {sorted(unknown)}; use {', '.join(DEFAULT_ROWS)}")
     for option in ("variants", "identity_variants"):
-        chosen = [v.strip() for v in getattr(args, option).split(",") if v.strip()]
+        chosen = _comma_list(getattr(args, option))
         unknown = set(chosen) - set(VARIANTS)
         if unknown or "bare" not in chosen:
             flag = "--" + option.replace("_", "-")

@@ -87,7 +87,7 @@ def build_model(parts: CheckpointParts, device: str = "cpu", dtype: torch.dtype 
     model.to(device=device, dtype=dtype)
     for name, buffer in rotary.items():
         owner, _, attribute = name.rpartition(".")
-        model.get_submodule(owner)._buffers[attribute] = buffer.to(device=device, dtype=torch.float32)
+        setattr(model.get_submodule(owner), attribute, buffer.to(device=device))  # still float32
     model.eval()
     return model
 
