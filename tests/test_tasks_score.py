@@ -61,7 +61,7 @@ def test_vqav2_score_file_summary_and_missing_rows(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, result = _score(tmp_path, "vqav2", VQA_ROWS, VQA_PREDICTIONS)
-    assert code == 0
+    assert code == 3  # a row without a prediction: finished, but incomplete
     assert result["task"] == "vqav2" and result["protocol"] == "official"
     assert (result["n"], result["n_rows"], result["n_missing"]) == (3, 4, 1)
     assert result["metrics"]["accuracy"] == pytest.approx(100 * 1.9 / 3)
@@ -110,7 +110,7 @@ def test_mme_with_repeated_ids_scores_by_index(tmp_path: Path) -> None:
     ]
     by_id = [{"question_id": row["question_id"], "prediction": "Yes"} for row in rows]
     code, _ = _score(tmp_path, "mme", rows, by_id)
-    assert code == 2  # ambiguous ids: the error asks for "index"
+    assert code == 1  # ambiguous ids: the run cannot proceed; the error asks for "index"
     by_index = [{"index": i, "prediction": p} for i, p in enumerate(["Yes", "No", "Yes", "Yes"])]
     code, result = _score(tmp_path, "mme", rows, by_index)
     assert code == 0
@@ -158,7 +158,7 @@ def test_vqav2_testdev_writes_a_padded_evalai_file_and_no_metrics(tmp_path: Path
         "--test-questions",
         str(test_split),
     )
-    assert code == 0 and result["metrics"] == {} and "official server" in result["note"]
+    assert code == 3 and result["metrics"] == {} and "official server" in result["note"]  # 1 row unanswered
     submission = tmp_path / "out" / "score.submission.json"
     assert json.loads(submission.read_text()) == [
         {"question_id": 10, "answer": ""},
@@ -192,7 +192,7 @@ def test_mmvet_calls_the_judge_and_records_it(tmp_path: Path, monkeypatch: pytes
             str(tmp_path / "new"),
         )
         code, result = _score(tmp_path, "mmvet", rows, predictions, *args)
-    assert code == 0 and result["judge_failures"] == 2
+    assert code == 3 and result["judge_failures"] == 2
     assert all(sample["score"] is None and sample["error"] for sample in result["samples"])
 
 
@@ -202,11 +202,13 @@ def test_judged_task_without_a_judge_is_a_user_error() -> None:
         score_predictions(load_task("mmvet"), rows, ["x"])
 
 
-def test_user_errors_print_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_user_errors_print_one_line_with_their_exit_status(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = _jsonl(tmp_path / "vqav2.jsonl", VQA_ROWS)
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"question_id": 1, "prediction": "a"}\nnot json\n', encoding="utf-8")
-    assert main(["score", "vqav2", "--data", str(data), "--predictions", str(broken)]) == 2
+    assert main(["score", "vqav2", "--data", str(data), "--predictions", str(broken)]) == 1  # cannot proceed
     error = capsys.readouterr().err
     assert error.startswith("error: ") and "broken.jsonl, line 2" in error and "Traceback" not in error
     assert main(["score", "vqa_v3", "--data", str(data), "--predictions", str(broken)]) == 2

@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except UserError as exc:
         print("error: " + " ".join(str(exc).split()), file=sys.stderr)
-        return 2
+        return exc.exit_code
     except BrokenPipeError:  # output piped into `head` and closed early
         sys.stderr.close()
         return 0

@@ -137,7 +137,7 @@ def test_user_errors_are_one_line(tiny_checkpoints, data_root, tmp_path, capsys)
     assert main(["eval", "--model", str(checkpoint), "--tasks", "nope", "--output", str(tmp_path)]) == 2
     assert "unknown task" in capsys.readouterr().err
     assert (
-        main(["eval", "--model", str(tmp_path / "missing"), "--tasks", "gqa", "--output", str(tmp_path)]) == 2
+        main(["eval", "--model", str(tmp_path / "missing"), "--tasks", "gqa", "--output", str(tmp_path)]) == 1
     )
     err = capsys.readouterr().err
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1

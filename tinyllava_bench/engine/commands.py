@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
-from tinyllava_bench.errors import UserError
+from tinyllava_bench.errors import EXIT_INCOMPLETE, EXIT_OK, EXIT_STATUS_HELP, UserError, run_phase
 
 
 def _key_values(text: str | None, flag: str) -> dict[str, Any]:
@@ -69,21 +70,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--task-options", default=None, help="task overrides, e.g. prompt.ocr_tokens=false")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--max-error-rate",
+        type=float,
+        default=0.0,
+        metavar="R",
+        help="share of samples (0-1) that may error or go unjudged with exit status 0 (default 0: any such "
+        "sample makes the exit status 3)",
+    )
     p.set_defaults(func=run_eval)
+    p.epilog = EXIT_STATUS_HELP
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
 def run_eval(args: argparse.Namespace) -> int:
     import torch
 
     from tinyllava_bench.engine.runner import EvalConfig, evaluate, expand_tasks
+    from tinyllava_bench.models.loading import check_overrides
+    from tinyllava_bench.tasks import apply_overrides, load_task
 
+    # the command line first: what is wrong there is a usage error (2), found before anything loads
     if args.limit is not None and args.limit < 1:
         raise UserError("--limit must be a positive number of rows")
+    if not 0.0 <= args.max_error_rate <= 1.0:
+        raise UserError(f"--max-error-rate is a share between 0 and 1, got {args.max_error_rate}")
+    tasks = expand_tasks(args.tasks)
+    model_args = _key_values(args.model_args, "--model-args")
+    task_options = _key_values(args.task_options, "--task-options")
+    check_overrides(model_args)
+    for name in tasks:
+        apply_overrides(load_task(name), task_options)  # an unknown task or option key
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     output = Path(args.output) if args.output else Path("results") / Path(args.model.rstrip("/")).name
     config = EvalConfig(
         model=args.model,
-        tasks=expand_tasks(args.tasks),
+        tasks=tasks,
         output=output,
         limit=args.limit,
         batch_size=args.batch_size,
@@ -98,20 +120,45 @@ def run_eval(args: argparse.Namespace) -> int:
         judge_cache=Path(args.judge_cache) if args.judge_cache else None,
         data_root=Path(args.data_root) if args.data_root else None,
         seed=args.seed,
-        model_args=_key_values(args.model_args, "--model-args"),
-        task_options=_key_values(args.task_options, "--task-options"),
+        model_args=model_args,
+        task_options=task_options,
+        max_error_rate=args.max_error_rate,
         show_progress=True,
     )
-    results = evaluate(config)
-    if results:
-        print(summary_table(results))
-        print(f"\nrun folder: {output}")
-    return 0
+    with run_phase():
+        results = evaluate(config)
+    if not results:
+        return EXIT_OK
+    print(summary_table(results))
+    print(f"\nrun folder: {output}")
+    return _exit_status(results, tasks, args.max_error_rate)
+
+
+def _exit_status(results: dict[str, Any], tasks: list[str], max_error_rate: float) -> int:
+    """0, or 3 with one line of counts when samples of this run's tasks errored or went unjudged."""
+    from tinyllava_bench.engine.runner import run_summary
+
+    summary = run_summary(
+        (results["tasks"][name] for name in tasks if name in results["tasks"]), max_error_rate
+    )
+    failed = summary["n_errors"] + summary["n_judge_failures"]
+    if not failed:
+        return EXIT_OK
+    counts = f"{summary['n_errors']} sample(s) errored and {summary['n_judge_failures']} got no judge score, of {summary['n_samples']}"
+    if summary["exit_status"] == EXIT_OK:
+        print(f"note: {counts} (within --max-error-rate {max_error_rate:g})", file=sys.stderr)
+        return EXIT_OK
+    print(
+        f"incomplete: {counts}; they are recorded with their error in samples_<task>.jsonl and are retried on "
+        "the next run into this folder (exit status 3; --max-error-rate accepts a share of them)",
+        file=sys.stderr,
+    )
+    return EXIT_INCOMPLETE
 
 
 def summary_table(results: dict[str, Any]) -> str:
     """One line per task: headline metric, value, samples, errors, protocol."""
-    header = ("task", "metric", "value", "samples", "errors", "protocol")
+    header = ("task", "metric", "value", "samples", "errors", "unjudged", "protocol")
     rows = []
     for name, entry in results.get("tasks", {}).items():
         headline = entry.get("headline")
@@ -123,6 +170,7 @@ def summary_table(results: dict[str, Any]) -> str:
                 "" if value is None else f"{value:.2f}",
                 str(entry.get("n_samples", "")),
                 str(entry.get("n_errors", "")),
+                str(entry.get("n_judge_failures", 0)),
                 entry.get("protocol", ""),
             )
         )

@@ -75,16 +75,19 @@ def device_description(device: str) -> str:
     return f"cpu ({platform.processor() or platform.machine()})"
 
 
+# Every kind of file a loader reads: configs, weights, tokenizer files (merges.txt, tiktoken, sentencepiece), and the
+# Python files of a remote-code model.
+FINGERPRINTED_SUFFIXES = (".json", ".safetensors", ".bin", ".model", ".txt", ".tiktoken", ".py")
+
+
 def checkpoint_fingerprint(folder: str) -> str:
-    """sha256 over every config and weight file of the checkpoint (names and bytes), in a stable order.
+    """sha256 over every config, weight and tokenizer file of the checkpoint (names and bytes), in a stable order.
 
     Hashing a 3B checkpoint takes seconds, so the result is cached (`paths.cache_dir()`) under the files' names,
     sizes and modification times: a file written again, or replaced, is hashed again.
     """
     root = Path(folder)
-    files = sorted(
-        p for p in root.rglob("*") if p.is_file() and p.suffix in (".json", ".safetensors", ".bin", ".model")
-    )
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in FINGERPRINTED_SUFFIXES)
     stats = [(str(p.relative_to(root)), st.st_size, st.st_mtime_ns) for p in files for st in [p.stat()]]
     cache_key = hashlib.sha256(json.dumps([str(root.resolve()), stats]).encode()).hexdigest()
     cache_file = cache_dir() / "fingerprints" / f"{cache_key}.txt"

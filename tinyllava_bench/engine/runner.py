@@ -22,12 +22,14 @@ from tinyllava_bench.engine.schema import RESULTS_FILE, SCHEMA_VERSION
 from tinyllava_bench.engine.store import (
     SampleWriter,
     make_run_folder,
-    read_json,
+    read_results,
     read_samples,
+    results_lock,
+    task_lock,
     write_json_atomic,
     write_jsonl_atomic,
 )
-from tinyllava_bench.errors import UserError
+from tinyllava_bench.errors import EXIT_INCOMPLETE, EXIT_OK, UserError
 
 # `--tasks all`: the paper's eight benchmarks (VQAv2 scored locally on val; test-dev is its own task)
 ALL_TASKS = ("vqav2", "gqa", "scienceqa_img", "textvqa", "mmvet", "pope", "llava_wild", "mme")
@@ -51,6 +53,7 @@ class EvalConfig:
     seed: int = 0
     model_args: dict[str, Any] = field(default_factory=dict)
     task_options: dict[str, Any] = field(default_factory=dict)
+    max_error_rate: float = 0.0  # the share of errored or unjudged samples a run may have and still exit 0
     show_progress: bool = True
 
     def public(self) -> dict[str, Any]:
@@ -138,6 +141,8 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
         model_key = fingerprint(
             {
                 "checkpoint": checkpoint_fp,
+                # the vision tower, base tokenizer or processor config read from other folders
+                **({"read_from": _read_from_fingerprints(model)} if model.read_from else {}),
                 "settings": model.settings.to_dict(),
                 "dtype": str(model.dtype),
                 "device": device.split(":")[0],
@@ -149,23 +154,38 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
             else {}
         )
         n_generated = 0
+        finished: dict[str, Any] = {}  # the tasks this process ran
         for task in tasks:
-            entry, generated = _run_task(task, model, model_key, config, output, dist)
+            with task_lock(output, task.name, dist):
+                entry, generated = _run_task(task, model, model_key, config, output, dist)
             n_generated += generated
             if dist.is_main:
-                results["tasks"][task.name] = entry
+                finished[task.name] = entry
                 _finish_provenance(results, started, n_generated)
-                write_json_atomic(output / RESULTS_FILE, results)
+                _write_results(output, results, finished, config.max_error_rate)
         return dist.broadcast(results)
     finally:
         close_distributed()
 
 
+def _read_from_fingerprints(model: Any) -> dict[str, str]:
+    return {name: checkpoint_fingerprint(str(path)) for name, path in sorted(model.read_from.items())}
+
+
 def _start_results(
     output: Path, config: EvalConfig, model: Any, checkpoint_fp: str | None, model_key: str, started_at: str
 ) -> dict[str, Any]:
-    previous = read_json(output / RESULTS_FILE)
-    same_model = previous and previous.get("provenance", {}).get("model_key") == model_key
+    """results.json's content at the start: the earlier run's tasks when they came from this very model (same
+    files, settings, dtype); an earlier run of the same checkpoint that differs is moved aside, and a run folder
+    of another model is refused."""
+    checkpoint_dir = str(Path(model.checkpoint_dir).resolve()) if model.checkpoint_dir else None
+    with results_lock(output):
+        previous = read_results(output / RESULTS_FILE)
+        if previous:
+            _refuse_other_model(output, previous, config.model, checkpoint_dir)
+            if previous.get("provenance", {}).get("model_key") != model_key:
+                _supersede(output, previous, started_at)
+                previous = {}
     card = model.card
     if card is None:
         from tinyllava_bench.models.zoo import card_for_checkpoint
@@ -179,17 +199,88 @@ def _start_results(
             "layout": model.settings.layout,
             "card": card.metadata() if card else _card_from_model(model),
         },
-        "tasks": dict(previous.get("tasks", {})) if same_model else {},
+        "tasks": dict(previous.get("tasks", {})),
         "config": {**config.public(), "model_settings": model.settings.to_dict()},
         "provenance": {
             **tool_provenance(),
             "device": device_description(config.device),
             "dtype": str(model.dtype).replace("torch.", ""),
+            "checkpoint_dir": checkpoint_dir,
             "checkpoint_fingerprint": checkpoint_fp,
+            **({"read_from": _read_from_fingerprints(model)} if model.read_from else {}),
             "model_key": model_key,
             "seed": config.seed,
             "started_at": started_at,
         },
+    }
+
+
+def _refuse_other_model(
+    output: Path, previous: dict[str, Any], source: str, checkpoint_dir: str | None
+) -> None:
+    """An eval into another model's run folder would replace its results: refuse, and say how to go on."""
+    earlier_dir = previous.get("provenance", {}).get("checkpoint_dir")
+    earlier_source = previous.get("model", {}).get("source")
+    same = earlier_dir == checkpoint_dir if earlier_dir and checkpoint_dir else earlier_source == source
+    if not same:
+        raise UserError(
+            f"{output} holds the results of another model ({earlier_source or earlier_dir}); pass a new --output "
+            "for this one, or move that run folder away"
+        )
+
+
+def _supersede(output: Path, previous: dict[str, Any], started_at: str) -> None:
+    """The same checkpoint, but its files or load settings changed since the earlier run: none of its answers may be
+    reused. Its results and samples are moved (not deleted) into OUT/superseded/<time>/, and the user is told."""
+    import sys
+
+    stamp = str(previous.get("provenance", {}).get("started_at") or started_at).replace(":", "")
+    target = output / "superseded" / stamp
+    names = [
+        RESULTS_FILE,
+        *(p.name for p in output.glob("samples_*.jsonl")),
+        *(p.name for p in output.glob("submission_*.json")),
+    ]
+    target.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        if (output / name).exists():
+            (output / name).replace(target / name)
+    print(
+        f"note: the model's files or settings changed since the earlier run in {output} (its fingerprint differs): "
+        f"that run is moved to {target} and every task is evaluated afresh",
+        file=sys.stderr,
+    )
+
+
+def _write_results(
+    output: Path, results: dict[str, Any], finished: dict[str, Any], max_error_rate: float
+) -> None:
+    """Write results.json with the tasks this process `finished` over what is on disk now: another process writing
+    into the same run folder may have recorded other tasks since this one started."""
+    with results_lock(output):
+        on_disk = read_results(output / RESULTS_FILE)
+        same_model = on_disk.get("provenance", {}).get("model_key") == results["provenance"]["model_key"]
+        results["tasks"] = {**(on_disk.get("tasks", {}) if same_model else results["tasks"]), **finished}
+        results["summary"] = run_summary(results["tasks"].values(), max_error_rate)
+        write_json_atomic(output / RESULTS_FILE, results)
+
+
+def run_summary(entries: Any, max_error_rate: float = 0.0) -> dict[str, Any]:
+    """Counts over task entries and the exit status they call for: 3 (EXIT_INCOMPLETE) when the share of samples
+    that errored or got no judge score is above `max_error_rate`, else 0."""
+    entries = list(entries)
+    n_samples = sum(int(entry.get("n_samples") or 0) for entry in entries)
+    n_errors = sum(int(entry.get("n_errors") or 0) for entry in entries)
+    n_judge_failures = sum(int(entry.get("n_judge_failures") or 0) for entry in entries)
+    failed = n_errors + n_judge_failures
+    rate = failed / n_samples if n_samples else 0.0
+    return {
+        "n_samples": n_samples,
+        "n_errors": n_errors,
+        "n_judge_failures": n_judge_failures,
+        "error_rate": round(rate, 6),
+        "max_error_rate": max_error_rate,
+        "exit_status": EXIT_INCOMPLETE if failed and rate > max_error_rate else EXIT_OK,
     }
 
 
@@ -245,6 +336,7 @@ def _run_task(
     if dist.is_main:
         done = finished_records(output, task.name)  # read once: the logs may hold 200k lines
         pending = [i for i in indices if keys[i] not in done]
+        _note_stale(task.name, done, keys)
     todo = dist.shard(dist.broadcast(pending))
     requests, built = [], []
     for i in todo:
@@ -264,6 +356,25 @@ def _run_task(
     if not dist.is_main:
         return {}, generated
     return _score_task(task, data, text_rows, indices, keys, question_ids, config, output), generated
+
+
+def _note_stale(task: str, done: dict[str, dict[str, Any]], keys: dict[int, str]) -> None:
+    """Say when earlier answers to these very rows exist but no longer match (the task file, prompt, generation
+    settings or data changed since): they are redone, not reused."""
+    import sys
+
+    current = set(keys.values())
+    stale = {
+        record.get("index")
+        for key, record in done.items()
+        if key not in current and record.get("index") in keys
+    }
+    if stale:
+        print(
+            f"note: {task}: {len(stale)} earlier answer(s) were made with another task file, prompt, generation "
+            "setting or data; they are generated again",
+            file=sys.stderr,
+        )
 
 
 def _text_rows(data: Any) -> list[dict[str, Any]]:

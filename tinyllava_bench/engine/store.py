@@ -4,12 +4,16 @@ resume (a last line cut mid-write is repaired); results files are replaced atomi
 from __future__ import annotations
 
 import json
+import math
 import os
+import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tinyllava_bench.engine.schema import SCHEMA_VERSION
 from tinyllava_bench.errors import UserError
 
 _UMASK = os.umask(0o022)  # the only way to read the umask is to set it: put it straight back
@@ -63,9 +67,26 @@ def make_run_folder(path: Path) -> None:
 _LINE_BREAKS = {"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"}
 
 
+def json_safe(value: Any) -> Any:
+    """`value` with every NaN or infinity replaced by None: JSON has no such numbers (Python would write the bare
+    tokens NaN/Infinity, which other readers reject). A metric that is not a number must show as missing."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value
+
+
+def json_text(data: Any, **kwargs: Any) -> str:
+    """Strict JSON text of `data` (non-finite numbers as null; objects JSON lacks as their text)."""
+    return json.dumps(json_safe(data), ensure_ascii=False, default=str, allow_nan=False, **kwargs)
+
+
 def jsonl_line(record: dict[str, Any]) -> str:
     """`record` as one JSON line (UTF-8 text kept readable, but nothing inside it that reads as a line break)."""
-    line = json.dumps(record, ensure_ascii=False, default=str)
+    line = json_text(record)
     for raw, escaped in _LINE_BREAKS.items():
         line = line.replace(raw, escaped)
     return line + "\n"
@@ -129,7 +150,7 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+    write_atomic(path, json_text(data, indent=2) + "\n")
 
 
 def write_jsonl_atomic(path: Path, records: Iterable[dict[str, Any]]) -> None:
@@ -144,3 +165,61 @@ def read_json(path: Path) -> dict[str, Any]:
         return json.loads(path.read_text(encoding="utf-8"))
     except ValueError:
         raise UserError(f"{path}: not valid JSON; move it away and rerun (samples files are kept)") from None
+
+
+def read_results(path: Path) -> dict[str, Any]:
+    """results.json's content ({} when there is none), refused in one line when it is not one this tool can use."""
+    data = read_json(path)
+    if not data and not path.is_file():
+        return {}
+    if not isinstance(data, dict) or not isinstance(data.get("tasks", {}), dict):
+        raise UserError(
+            f'{path}: not a results file of this tool (it needs an object with a "tasks" object); move it away '
+            "and rerun (samples files are kept)"
+        )
+    version = data.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise UserError(
+            f"{path}: no schema_version; not a results file of this tool — move it away and rerun"
+        )
+    if version > SCHEMA_VERSION:
+        raise UserError(
+            f"{path}: schema_version {version} is newer than this tool reads ({SCHEMA_VERSION}); upgrade "
+            "tinyllava-bench, or pass a new --output"
+        )
+    return data
+
+
+def _lock(path: Path, what: str) -> Any:
+    """A lock file held across a read-modify-write; says so when another process holds it and then waits."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        print(f"note: another process is {what}; waiting for it ({path})", file=sys.stderr)
+        lock.acquire()
+    return lock
+
+
+@contextmanager
+def results_lock(output: Path) -> Iterator[None]:
+    """Held around every read-modify-write of OUT/results.json, so concurrent runs never drop each other's tasks."""
+    lock = _lock(output / ".results.lock", "writing results.json")
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+@contextmanager
+def task_lock(output: Path, task: str, dist: Any) -> Iterator[None]:
+    """Held by the main rank while it works on one task of the run folder: two evals into one --output take turns
+    on a task, so the second finds the first's answers instead of paying for them again."""
+    lock = _lock(output / f".samples_{task}.lock", f"evaluating {task} in {output}") if dist.is_main else None
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()

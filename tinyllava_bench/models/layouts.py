@@ -53,9 +53,15 @@ def read_config(folder: Path) -> dict[str, Any]:
             f"{folder}: not a checkpoint (no config.json); pass a checkpoint folder, hub id or zoo name"
         )
     try:
-        return json.loads(path.read_text())
+        config = json.loads(path.read_text())
     except ValueError as exc:
         raise UserError(f"{path}: not valid JSON ({exc}); re-download the checkpoint") from None
+    if not isinstance(config, dict):
+        raise UserError(
+            f"{path}: a checkpoint config is a JSON object, this one is a {type(config).__name__}; re-download "
+            "the checkpoint"
+        )
+    return config
 
 
 def detect_layout(folder: Path) -> str:
@@ -85,8 +91,15 @@ def read_parts(folder: Path, source: str, overrides: dict[str, Any], resolve: An
         "legacy": _read_legacy,
         "hf_llava": _read_hf_llava,
     }
-    parts = reader[layout](folder, source, overrides, resolve)
-    return parts
+    try:
+        return reader[layout](folder, source, overrides, resolve)
+    except (KeyError, TypeError, AttributeError) as exc:
+        # a config.json that names its layout but lacks a key, or holds a value of the wrong kind
+        detail = f"no key {exc}" if isinstance(exc, KeyError) else " ".join(str(exc).split())
+        raise UserError(
+            f"{folder / 'config.json'}: not a complete {layout} config ({detail}); re-download or re-save the "
+            "checkpoint"
+        ) from None
 
 
 # ----- tokenizer -------------------------------------------------------------------------------------------------

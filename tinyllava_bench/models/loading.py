@@ -12,8 +12,10 @@ import torch
 from tinyllava_bench.errors import UserError
 from tinyllava_bench.models.assemble import build_model
 from tinyllava_bench.models.layouts import read_parts
-from tinyllava_bench.models.tinyllava import TinyLlava
+from tinyllava_bench.models.tinyllava import ModelSettings, TinyLlava
 
+# What a user may override at load time (the rest of ModelSettings describes the checkpoint itself)
+LOAD_OVERRIDES = (*sorted(set(ModelSettings.__dataclass_fields__) - {"layout", "extra"}), "trust_remote_code")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -48,10 +50,40 @@ def resolve_path(name: str, allow_patterns: list[str] | None = None) -> Path:
         ) from None
 
 
+def check_overrides(overrides: dict[str, Any]) -> None:
+    """Refuse a setting load_model does not know (a typo would otherwise be ignored) and a trust_remote_code that
+    is not a real boolean (the string "false" is truthy: it would run the checkpoint's code)."""
+    unknown = sorted(set(overrides) - set(LOAD_OVERRIDES))
+    if unknown:
+        raise UserError(
+            f"unknown model setting {', '.join(map(repr, unknown))}; the settings are: {', '.join(LOAD_OVERRIDES)}"
+        )
+    trust = overrides.get("trust_remote_code", False)
+    if not isinstance(trust, bool):
+        raise UserError(
+            f"trust_remote_code must be the boolean true or false, not {trust!r}; it runs code from the "
+            "checkpoint's repository, so it is on only when you say true"
+        )
+
+
+class _RecordingResolver:
+    """`resolve_path` that remembers every folder a loader reads beside the checkpoint (vision tower, base LLM
+    tokenizer, processor config): the run's fingerprint must cover them, or a changed tower reuses old answers."""
+
+    def __init__(self) -> None:
+        self.folders: dict[str, Path] = {}
+
+    def __call__(self, name: str, allow_patterns: list[str] | None = None) -> Path:
+        folder = resolve_path(name, allow_patterns)
+        self.folders[name] = folder
+        return folder
+
+
 def load_model(name_or_path: str, device: str = "cpu", dtype: Any = None, **overrides: Any) -> TinyLlava:
     """Load any TinyLLaVA checkpoint; `overrides` replace the checkpoint's defaults (template, image_aspect, ...)."""
     from tinyllava_bench.models.zoo import find_card
 
+    check_overrides(overrides)
     source = str(name_or_path)
     card = None if Path(source).expanduser().exists() else find_card(source)
     if card is not None:
@@ -63,12 +95,14 @@ def load_model(name_or_path: str, device: str = "cpu", dtype: Any = None, **over
         folder = resolve_path(card.checkpoint)
     else:
         folder = resolve_path(source)
+    resolver = _RecordingResolver()
     with quiet_transformers():
-        parts = read_parts(folder, source, overrides, resolve_path)
+        parts = read_parts(folder, source, overrides, resolver)
         if card is not None:
             parts.name = card.name
         model = build_model(parts, device=device, dtype=resolve_dtype(dtype, device))
     model.checkpoint_dir = folder
+    model.read_from = {name: path for name, path in resolver.folders.items() if path != folder}
     model.card = card
     return model
 

@@ -64,6 +64,8 @@ class TinyLlava(nn.Module):
         self.name = name
         self.source = source
         self.checkpoint_dir: Path | None = None  # set by load_model: where the files came from
+        # set by load_model: other folders it read (vision tower, base LLM's tokenizer ...), by the name that led there
+        self.read_from: dict[str, Path] = {}
         self.card: Any = None  # the model-zoo card, when loaded by zoo name
 
     # ----- properties -------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from tinyllava_bench.errors import EXIT_STATUS_HELP
 from tinyllava_bench.metrics import PROTOCOLS
 
 
@@ -98,12 +99,8 @@ def _summary(result: Mapping[str, Any]) -> str:
 
 
 def run_score(args: argparse.Namespace) -> int:
-    from tinyllava_bench.errors import UserError
-    from tinyllava_bench.tasks.data import load_task_data, read_question_ids
-    from tinyllava_bench.tasks.predictions import load_predictions
+    from tinyllava_bench.errors import UserError, run_phase
     from tinyllava_bench.tasks.registry import load_task
-    from tinyllava_bench.tasks.scoring import score_predictions, write_score_output
-    from tinyllava_bench.tasks.submission import write_submission
 
     task = load_task(args.task)
     predictions_path = Path(args.predictions)
@@ -112,6 +109,18 @@ def run_score(args: argparse.Namespace) -> int:
         raise UserError(
             f"task {task.name} has no submission format (tasks with one: vqav2_testdev, gqa, mmvet)"
         )
+    if not 0.0 <= args.max_error_rate <= 1.0:
+        raise UserError(f"--max-error-rate is a share between 0 and 1, got {args.max_error_rate}")
+    with run_phase():
+        return _score(args, task, predictions_path, output)
+
+
+def _score(args: argparse.Namespace, task: Any, predictions_path: Path, output: Path) -> int:
+    from tinyllava_bench.tasks.data import load_task_data, read_question_ids
+    from tinyllava_bench.tasks.predictions import load_predictions
+    from tinyllava_bench.tasks.scoring import score_predictions, write_score_output
+    from tinyllava_bench.tasks.submission import write_submission
+
     data = load_task_data(task, args.data, args.data_root, need_images=False, protocol=args.protocol)
     question_ids = data.question_ids()
     matched = load_predictions(predictions_path, question_ids, task.name)
@@ -147,7 +156,26 @@ def run_score(args: argparse.Namespace) -> int:
         all_ids = read_question_ids(args.test_questions) if args.test_questions else None
         write_submission(task, question_ids, matched.predictions, submission_path, all_ids)
         print(f"wrote {submission_path} (submission for the official grader)")
-    return 0
+    return _score_exit_status(result, args.max_error_rate)
+
+
+def _score_exit_status(result: Mapping[str, Any], max_error_rate: float) -> int:
+    """3 when rows went without a prediction, without a score or without a judge score (beyond the accepted share)."""
+    from tinyllava_bench.errors import EXIT_INCOMPLETE, EXIT_OK
+
+    n_missing = int(result.get("n_missing") or 0)
+    n_errors = sum(1 for sample in result.get("samples", []) if sample.get("error"))
+    n_judge = int(result.get("n_judge_failures", result.get("judge_failures")) or 0)
+    failed = n_missing + n_errors + n_judge
+    rate = failed / result["n_rows"] if result.get("n_rows") else 0.0
+    if not failed or rate <= max_error_rate:
+        return EXIT_OK
+    print(
+        f"incomplete: {n_missing} row(s) without a prediction, {n_errors} not scored, {n_judge} without a judge "
+        f"score, of {result.get('n_rows')} (exit status 3; --max-error-rate accepts a share of them)",
+        file=sys.stderr,
+    )
+    return EXIT_INCOMPLETE
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -198,4 +226,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="DATA",
         help="vqav2_testdev: local copy of the full VQAv2 test split; EvalAI wants an answer for each of its ids",
     )
+    score.add_argument(
+        "--max-error-rate",
+        type=float,
+        default=0.0,
+        metavar="R",
+        help="share of rows (0-1) that may lack a prediction, a score or a judge score with exit status 0",
+    )
     score.set_defaults(func=run_score)
+    score.epilog = EXIT_STATUS_HELP
+    score.formatter_class = argparse.RawDescriptionHelpFormatter

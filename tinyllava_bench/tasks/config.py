@@ -249,6 +249,13 @@ def read_task_file(path: Path) -> TaskConfig:
     return task
 
 
+def _option_names(node: Mapping[str, Any], prefix: list[str]) -> str:
+    """The settable dotted keys at `node` (its scalar and list fields), for an unknown-option message."""
+    names = [".".join([*prefix, name]) for name, value in node.items() if not isinstance(value, dict)]
+    nested = [".".join([*prefix, name]) + ".*" for name, value in node.items() if isinstance(value, dict)]
+    return ", ".join(sorted(names) + sorted(nested))
+
+
 def apply_overrides(task: TaskConfig, overrides: Mapping[str, Any]) -> TaskConfig:
     """A copy of `task` with dotted-key changes, e.g. {"prompt.ocr_tokens": False}; they win over protocols.
 
@@ -263,12 +270,17 @@ def apply_overrides(task: TaskConfig, overrides: Mapping[str, Any]) -> TaskConfi
         if not all(parts):
             raise UserError(f"task option {key!r} is not a dotted field name like prompt.ocr_tokens")
         node = data
-        for part in parts[:-1]:
+        for depth, part in enumerate(parts[:-1]):
             if not isinstance(node.get(part), dict):
-                raise UserError(f"task {task.name}: no option {key!r} (unknown field {part!r})")
+                raise UserError(
+                    f"task {task.name}: no option {key!r} (unknown field {part!r}); the options are: "
+                    + _option_names(node, parts[:depth])
+                )
             node = node[part]
         if parts[-1] not in node:
-            raise UserError(f"task {task.name}: no option {key!r}; see tasks/{task.name}.yaml for the fields")
+            raise UserError(
+                f"task {task.name}: no option {key!r}; the options are: " + _option_names(node, parts[:-1])
+            )
         node[parts[-1]] = value
         # the user's choice must win over every protocol's own change to the same key
         if parts[0] in ("prompt", "generation") and len(parts) == 2:
