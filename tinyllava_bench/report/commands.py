@@ -60,7 +60,11 @@ def run_regress(args: argparse.Namespace) -> int:
 
     tolerances = parse_tolerances(args.tolerance or [])
     report = compare_runs(
-        load_run(args.baseline), load_run(args.current), tolerances=tolerances, alpha=args.alpha
+        load_run(args.baseline),
+        load_run(args.current),
+        tolerances=tolerances,
+        alpha=args.alpha,
+        allow_data_change=args.allow_data_change,
     )
     summary = render_summary(report)
     sys.stdout.write(summary)
@@ -127,9 +131,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "regress",
         help="did a checkpoint get worse? paired tests against a baseline run; exit 1 on a regression",
         description=(
-            "Compares every metric of the tasks both runs have. Exit 1 only when a task's headline metric dropped "
-            "significantly (paired McNemar / bootstrap on per-sample scores) and by more than its tolerance; "
-            "exit 0 otherwise; exit 2 on a usage error."
+            "Compares every metric of the tasks both runs have. Exit 0: no headline metric dropped significantly "
+            "(paired McNemar / bootstrap on per-sample scores) by more than its tolerance, and the current run is "
+            "complete. Exit 1: a regression, or a current run that cannot be vouched for (samples the baseline "
+            "scored missing, errored samples or judge failures, a metric missing or not a number), or runs on "
+            "different data, protocol or scorer (refused unless --allow-data-change). Exit 2: usage error. "
+            "See docs/ci_regression.md."
         ),
     )
     regress.add_argument("--baseline", required=True, metavar="RUN", help="the reference run folder")
@@ -138,8 +145,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--tolerance",
         nargs="+",
         action="extend",
-        metavar="METRIC=POINTS",
-        help="allowed drop in metric points, per task (gqa.accuracy=0.5) or for all tasks (accuracy=0.5); default 0",
+        metavar="NAME=POINTS",
+        help=(
+            "allowed drop in metric points: TASK=POINTS (the task's headline, gqa=0.5), TASK.METRIC=POINTS "
+            "(gqa.accuracy=0.5) or METRIC=POINTS (every task, accuracy=0.5); the most specific wins; default 0. "
+            "A name that is no task or metric of the two runs is an error"
+        ),
+    )
+    regress.add_argument(
+        "--allow-data-change",
+        action="store_true",
+        help=(
+            "compare even when the runs' dataset fingerprint, protocol or scorer differ (refused otherwise); "
+            "the verdict says so"
+        ),
     )
     regress.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
     regress.add_argument("--out", metavar="FILE", help="also write the Markdown summary here")
