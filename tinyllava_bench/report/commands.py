@@ -47,6 +47,8 @@ def run_leaderboard(args: argparse.Namespace) -> int:
     from tinyllava_bench.report.runs import load_runs
 
     update = write_leaderboard(load_runs(args.runs), args.out, append=args.append)
+    for notice in update.notices:
+        print(notice, file=sys.stderr)
     print(
         f"{update.path}: {update.added} row(s) added, {update.replaced} replaced, {update.total} in total",
         file=sys.stderr,
@@ -111,8 +113,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "One row per (model, protocol) of each run. Columns, in this order: model, protocol, layout, llm, "
             "vision, connector, recipe, data, template, image_aspect, vqav2, gqa, scienceqa_img, textvqa, mmvet, "
             "pope, llava_wild, mme, n_<each benchmark>, judge_model, datasets, tool_version, git_commit, "
-            "checkpoint_fingerprint, date. With --append a row replaces the one with the same model, protocol, "
-            "checkpoint_fingerprint and tool_version."
+            "checkpoint_fingerprint, date. With --append a row is merged into the one with the same model, protocol, "
+            "checkpoint_fingerprint and tool_version: the benchmarks it carries replace theirs, the others stay. "
+            "Runs of one evaluation given together are merged in order (stderr says which run's value was kept). "
+            "The file is locked (FILE.lock) while it is read and rewritten, and replaced atomically. Text that a "
+            "spreadsheet would run as a formula (starting with = + - @) is written with a leading apostrophe."
         ),
     )
     leaderboard.add_argument(
