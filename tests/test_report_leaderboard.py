@@ -226,3 +226,137 @@ def test_append_to_a_header_only_file_keeps_its_extra_columns(tmp_path):
     )
     columns, rows = read_rows(out)
     assert columns == [*EXPECTED_COLUMNS, "notes"] and len(rows) == 1
+
+
+# --- merges, atomic and locked writes, formula escaping (issue 16 item 5, issue 22 item 6) ---
+
+
+def test_appending_a_partial_run_keeps_the_benchmarks_it_does_not_carry(tmp_path):
+    out = tmp_path / "board.csv"
+    first = write_run(
+        tmp_path / "a", "m-a", {"gqa": 60.0, "mmvet": 30.0, "pope": 85.0}, judges={"mmvet": "gpt-4-0613"}
+    )
+    assert main(["leaderboard", str(first), "--out", str(out)]) == 0
+    # the same checkpoint, later evaluated on MME and LLaVA-W only (another judge)
+    second = write_run(
+        tmp_path / "b", "m-a", {"mme": 1400.0, "llava_wild": 55.0}, judges={"llava_wild": "gpt-4o"}
+    )
+    assert main(["leaderboard", str(second), "--out", str(out), "--append"]) == 0
+    _, rows = read_rows(out)
+    (row,) = rows
+    assert (row["gqa"], row["mmvet"], row["pope"], row["mme"], row["llava_wild"]) == (
+        "60.00",
+        "30.00",
+        "85.00",
+        "1400.00",
+        "55.00",
+    )
+    assert (row["n_gqa"], row["n_pope"], row["n_mme"]) == ("50", "52", "50")
+    assert row["datasets"] == ";".join(
+        f"{task}=lmms-lab/{task}@0123456789ab" for task in ("gqa", "mmvet", "pope", "llava_wild", "mme")
+    )
+    assert row["judge_model"] == "mmvet=gpt-4-0613;llava_wild=gpt-4o"
+
+    # a run that carries a benchmark the row has replaces that benchmark (and its count) and nothing else
+    third = write_run(tmp_path / "c", "m-a", {"pope": 86.5})
+    assert main(["leaderboard", str(third), "--out", str(out), "--append"]) == 0
+    (row,) = read_rows(out)[1]
+    assert (row["gqa"], row["pope"], row["n_pope"], row["mme"]) == ("60.00", "86.50", "50", "1400.00")
+    assert row["judge_model"] == "mmvet=gpt-4-0613;llava_wild=gpt-4o"
+
+
+def test_several_runs_of_one_evaluation_say_which_was_kept(tmp_path, capsys):
+    out = tmp_path / "board.csv"
+    earlier = write_run(tmp_path / "a", "m-a", {"gqa": 60.0, "pope": 85.0})
+    later = write_run(tmp_path / "b", "m-a", {"gqa": 61.0})
+    assert main(["leaderboard", str(earlier), str(later), "--out", str(out)]) == 0
+    (row,) = read_rows(out)[1]
+    assert (row["gqa"], row["pope"]) == ("61.00", "85.00")
+    err = capsys.readouterr().err
+    assert (
+        f"leaderboard: {earlier} and {later} are one evaluation (model m-a, protocol official, checkpoint "
+        f"sha256:aaa, tool 0.1.0), merged into one row; gqa: kept {later}, dropped {earlier}" in err
+    )
+
+
+def test_a_failed_write_leaves_the_old_leaderboard_whole(tmp_path):
+    import resource
+    import subprocess
+    import sys
+
+    out = tmp_path / "board.csv"
+    assert main(["leaderboard", str(write_run(tmp_path / "a", "m-a", {"gqa": 60.0})), "--out", str(out)]) == 0
+    before = out.read_bytes()
+    limit = len(before) + 40  # too small for the file with a second row: the write fails part way (EFBIG)
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    run = write_run(tmp_path / "b", "m-b", {"gqa": 61.0, "pope": 85.0})
+    result = subprocess.run(
+        [sys.executable, "-m", "tinyllava_bench.cli", "leaderboard", str(run), "--out", str(out), "--append"],
+        preexec_fn=small_files,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "cannot write" in result.stderr
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".board.csv")) == []
+
+
+def _append_models(out: str, runs: list[str], start, results) -> None:
+    start.wait()
+    codes = [main(["leaderboard", run, "--out", out, "--append"]) for run in runs]
+    results.put(codes)
+
+
+def test_concurrent_appends_lose_nothing(tmp_path):
+    import multiprocessing
+
+    out = tmp_path / "board.csv"
+    per_process = 15
+    batches = [
+        [str(write_run(tmp_path / f"{who}{i}", f"{who}-{i}", {"gqa": 50.0 + i})) for i in range(per_process)]
+        for who in ("left", "right")
+    ]
+    context = multiprocessing.get_context("fork")
+    start, results = context.Barrier(2), context.Queue()
+    workers = [
+        context.Process(target=_append_models, args=(str(out), batch, start, results)) for batch in batches
+    ]
+    for worker in workers:
+        worker.start()
+    codes = [results.get(timeout=300) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=60)
+    assert [worker.exitcode for worker in workers] == [0, 0]
+    assert codes == [[0] * per_process, [0] * per_process]
+    columns, rows = read_rows(out)
+    assert columns == EXPECTED_COLUMNS
+    expected = {f"{who}-{i}" for who in ("left", "right") for i in range(per_process)}
+    assert sorted(r["model"] for r in rows) == sorted(expected)
+
+
+def test_text_that_a_spreadsheet_would_run_as_a_formula_is_escaped(tmp_path):
+    out = tmp_path / "board.csv"
+    run = write_run(tmp_path / "a", '=HYPERLINK("http://evil","x")', {"gqa": 60.0})
+    results = json.loads((run / "results.json").read_text())
+    results["model"]["card"].update(
+        {"llm": "+1+2", "vision": "-2", "connector": "@SUM(A1)", "recipe": "\t=1"}
+    )
+    (run / "results.json").write_text(json.dumps(results))
+    assert main(["leaderboard", str(run), "--out", str(out)]) == 0
+    (row,) = read_rows(out)[1]
+    assert row["model"] == '\'=HYPERLINK("http://evil","x")'
+    assert (row["llm"], row["vision"], row["connector"], row["recipe"]) == (
+        "'+1+2",
+        "'-2",
+        "'@SUM(A1)",
+        "'\t=1",
+    )
+    assert row["gqa"] == "60.00"
+    # the escaped name is still the same model: appending the run again replaces its row
+    assert main(["leaderboard", str(run), "--out", str(out), "--append"]) == 0
+    assert len(read_rows(out)[1]) == 1

@@ -29,15 +29,17 @@ def write_run(
     key_salt: str = "",
     drop_indices: dict[str, set[int]] | None = None,
     write_samples: bool = True,
+    entry: dict[str, dict] | None = None,
 ) -> Path:
     """A run whose headline metric is the mean of its per-sample scores x 100, and whose samples file holds
-    one line per score (question_id q<i>, index i)."""
+    one line per score (question_id q<i>, index i); `entry` overrides keys of a task's results.json entry."""
     folder.mkdir(parents=True, exist_ok=True)
     tasks = {}
     for task, scores in task_scores.items():
         kept = [(i, s) for i, s in enumerate(scores) if i not in (drop_indices or {}).get(task, set())]
         scored = [s for _, s in kept if s is not None]
-        metrics = {"accuracy": 100.0 * sum(scored) / len(scored), **(extra_metrics or {}).get(task, {})}
+        accuracy = 100.0 * sum(scored) / len(scored) if scored else 0.0
+        metrics = {"accuracy": accuracy, **(extra_metrics or {}).get(task, {})}
         tasks[task] = {
             "metrics": metrics,
             "headline": "accuracy",
@@ -45,8 +47,9 @@ def write_run(
             "n_errors": len(kept) - len(scored),
             "protocol": "official",
             "judge_model": None,
-            "dataset": {"id": f"lmms-lab/{task}", "revision": "r1"},
+            "dataset": {"id": f"lmms-lab/{task}", "revision": "r1", "fingerprint": f"hub:lmms-lab/{task}@r1"},
             "limit": 200,
+            **(entry or {}).get(task, {}),
         }
         if write_samples:
             lines = [
@@ -209,7 +212,8 @@ def test_unpaired_and_unscored_samples_are_reported_and_left_out(tmp_path, capsy
     lines[198]["error"] = None
     samples.write_text("".join(json.dumps(line) + "\n" for line in lines))
     current = write_run(tmp_path / "c", {"gqa": current_scores}, drop_indices={"gqa": set(range(10))})
-    assert main(["regress", "--baseline", str(baseline), "--current", str(current)]) == 0
+    # missing and errored samples in the current run make it fail (below); the note still says what was left out
+    assert main(["regress", "--baseline", str(baseline), "--current", str(current)]) == 1
     out = capsys.readouterr().out
     assert (
         "gqa: samples left out of the paired test: 10 only in the baseline, 1 with an error in a run, "
@@ -239,12 +243,16 @@ def test_summary_goes_to_out_and_tasks_in_one_run_are_listed(tmp_path, capsys):
     assert "**Verdict: ❌ FAIL" in text and "gqa.accuracy (-27.50)" in text
 
 
-def test_missing_samples_file_is_untested_not_failed(tmp_path, capsys):
+def test_missing_samples_file_cannot_be_vouched_for(tmp_path, capsys):
     baseline = write_run(tmp_path / "b", {"gqa": BASE})
     current = write_run(tmp_path / "c", {"gqa": flipped(BASE, 60, 5)}, write_samples=False)
-    assert main(["regress", "--baseline", str(baseline), "--current", str(current)]) == 0
+    assert main(["regress", "--baseline", str(baseline), "--current", str(current)]) == 1
     out = capsys.readouterr().out
-    assert "| ⚠️ | gqa |" in out and "not tested: gqa.accuracy" in out
+    assert "| ❌ | gqa |" in out
+    assert (
+        f"- ❌ gqa: no per-sample file {current / 'samples_gqa.jsonl'}, so the drop cannot be tested" in out
+    )
+    assert "**Verdict: ❌ FAIL" in out
 
 
 @pytest.mark.parametrize(
@@ -278,3 +286,222 @@ def test_parse_tolerances():
     }
     with pytest.raises(UserError):
         parse_tolerances(["=1"])
+
+
+# --- `regress` never passes what it cannot vouch for (issue 16 item 1) ---
+
+
+def run_regress(baseline: Path, current: Path, *extra: str) -> int:
+    return main(["regress", "--baseline", str(baseline), "--current", str(current), *extra])
+
+
+def reasons(out: str) -> list[str]:
+    """The summary's cannot-vouch lines, one per reason."""
+    return [line for line in out.splitlines() if line.startswith("- ❌ ")]
+
+
+def test_current_run_missing_samples_the_baseline_scored_fails(tmp_path, capsys):
+    baseline = write_run(tmp_path / "b", {"gqa": BASE})
+    current = write_run(tmp_path / "c", {"gqa": BASE}, drop_indices={"gqa": set(range(10))})
+    assert run_regress(baseline, current) == 1
+    out = capsys.readouterr().out
+    assert reasons(out) == [
+        "- ❌ gqa: 10 sample(s) the baseline scored are missing from the current run (first: q0, q1, q2)."
+    ]
+    assert out.rstrip().splitlines()[-1].startswith("**Verdict: ❌ FAIL: cannot vouch for gqa")
+
+
+def test_fewer_samples_without_samples_files_fails(tmp_path, capsys):
+    baseline = write_run(tmp_path / "b", {"gqa": BASE})
+    current = write_run(tmp_path / "c", {"gqa": BASE[:150]})
+    (baseline / "samples_gqa.jsonl").unlink()
+    (current / "samples_gqa.jsonl").unlink()
+    assert run_regress(baseline, current) == 1
+    out = capsys.readouterr().out
+    assert "- ❌ gqa: the current run covers 150 sample(s), the baseline 200." in reasons(out)
+
+
+def test_an_errored_sample_fails(tmp_path, capsys):
+    scores = list(BASE)
+    scores[7] = None  # the sample's line carries error "boom"
+    baseline = write_run(tmp_path / "b", {"gqa": BASE})
+    current = write_run(tmp_path / "c", {"gqa": scores})
+    assert run_regress(baseline, current) == 1
+    assert reasons(capsys.readouterr().out) == [
+        "- ❌ gqa: 1 sample(s) errored in the current run (first: q7: boom)."
+    ]
+
+
+def test_a_run_whose_samples_all_errored_fails(tmp_path, capsys):
+    baseline = write_run(tmp_path / "b", {"gqa": BASE})
+    current = write_run(tmp_path / "c", {"gqa": [None] * len(BASE)})
+    assert run_regress(baseline, current) == 1
+    out = capsys.readouterr().out
+    assert "- ❌ gqa: 200 sample(s) errored in the current run (first: q0: boom)." in reasons(out)
+    assert "✅" not in out
+
+
+@pytest.mark.parametrize(
+    ("entry", "reason"),
+    [
+        ({"n_errors": 2}, "- ❌ gqa: results.json counts 2 errored sample(s) (n_errors) in the current run."),
+        (
+            {"n_judge_failures": 3},
+            "- ❌ gqa: results.json counts 3 failed judge review(s) (n_judge_failures) in the current run.",
+        ),
+    ],
+)
+def test_error_counts_in_results_json_fail(tmp_path, capsys, entry, reason):
+    baseline = write_run(tmp_path / "b", {"gqa": BASE})
+    current = write_run(tmp_path / "c", {"gqa": BASE}, entry={"gqa": entry})
+    assert run_regress(baseline, current) == 1
+    assert reasons(capsys.readouterr().out) == [reason]
+
+
+@pytest.mark.parametrize(
+    ("metrics", "reason"),
+    [
+        ({"accuracy": math.nan}, "- ❌ gqa: the current run's accuracy is not a number (NaN)."),
+        ({"accuracy": math.inf}, "- ❌ gqa: the current run's accuracy is not a number (Infinity)."),
+        ({"accuracy": "75.0"}, "- ❌ gqa: the current run's accuracy is not a number ('75.0')."),
+        ({"accuracy": None}, "- ❌ gqa: the current run's accuracy is not a number (null)."),
+        ({}, "- ❌ gqa: the current run has no accuracy metric."),
+    ],
+)
+def test_a_headline_that_is_missing_or_not_a_number_fails(tmp_path, capsys, metrics, reason):
+    baseline = write_run(tmp_path / "b", {"gqa": BASE})
+    current = write_run(tmp_path / "c", {"gqa": BASE}, entry={"gqa": {"metrics": metrics}})
+    assert run_regress(baseline, current) == 1
+    out = capsys.readouterr().out
+    assert reason in reasons(out)
+    assert "nan" not in out.lower().replace("(nan)", "")  # never shown as if it were a value
+
+
+def test_a_nan_baseline_headline_fails(tmp_path, capsys):
+    baseline = write_run(tmp_path / "b", {"gqa": BASE}, entry={"gqa": {"metrics": {"accuracy": math.nan}}})
+    current = write_run(tmp_path / "c", {"gqa": BASE})
+    assert run_regress(baseline, current) == 1
+    assert "- ❌ gqa: the baseline's accuracy is not a number (NaN)." in reasons(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize(
+    ("current_metrics", "reason"),
+    [
+        ({"accuracy": 75.0}, "- ❌ gqa: the current run has no balanced metric."),
+        (
+            {"accuracy": 75.0, "balanced": "n/a"},
+            "- ❌ gqa: the current run's balanced is not a number ('n/a').",
+        ),
+    ],
+)
+def test_any_other_metric_missing_or_not_a_number_fails(tmp_path, capsys, current_metrics, reason):
+    baseline = write_run(tmp_path / "b", {"gqa": BASE}, extra_metrics={"gqa": {"balanced": 70.0}})
+    current = write_run(tmp_path / "c", {"gqa": BASE}, entry={"gqa": {"metrics": current_metrics}})
+    assert run_regress(baseline, current) == 1
+    assert reasons(capsys.readouterr().out) == [reason]
+
+
+def test_different_data_is_refused_unless_allowed(tmp_path, capsys):
+    baseline = write_run(tmp_path / "b", {"gqa": BASE})
+    other_data = {"id": "lmms-lab/gqa", "revision": "r1", "fingerprint": "sha256:0123456789abcdef"}
+    current = write_run(tmp_path / "c", {"gqa": BASE}, entry={"gqa": {"dataset": other_data}})
+    assert run_regress(baseline, current) == 1
+    out = capsys.readouterr().out
+    assert (
+        "- ❌ gqa: dataset fingerprint differs (baseline hub:lmms-lab/gqa@r1, current sha256:0123456789abcdef)."
+        in out
+    )
+    assert "| gqa | **accuracy**" not in out  # nothing compared
+    assert out.rstrip().splitlines()[-1].startswith("**Verdict: ❌ REFUSED")
+    assert "--allow-data-change" in out
+
+    assert run_regress(baseline, current, "--allow-data-change") == 0
+    out = capsys.readouterr().out
+    assert "| ✅ | gqa | **accuracy** (headline)" in out
+    verdict = out.rstrip().splitlines()[-1]
+    assert verdict.startswith("**Verdict: ✅ PASS") and "--allow-data-change" in verdict
+    assert "dataset fingerprint differs" in verdict
+
+
+def test_unrecorded_data_cannot_be_vouched_for(tmp_path, capsys):
+    baseline = write_run(tmp_path / "b", {"gqa": BASE}, entry={"gqa": {"dataset": {}}})
+    current = write_run(tmp_path / "c", {"gqa": BASE}, entry={"gqa": {"dataset": {}}})
+    assert run_regress(baseline, current) == 1
+    assert reasons(capsys.readouterr().out) == [
+        "- ❌ gqa: neither run records its dataset fingerprint, so the data cannot be checked; re-run `eval` "
+        "(it records it) or pass --allow-data-change."
+    ]
+    assert run_regress(baseline, current, "--allow-data-change") == 0
+
+
+def test_across_protocols_regress_refuses_instead_of_reporting_a_regression(tmp_path, capsys):
+    baseline = write_run(tmp_path / "b", {"gqa": BASE})
+    current = write_run(
+        tmp_path / "c", {"gqa": flipped(BASE, 60, 5)}, entry={"gqa": {"protocol": "lmms-eval"}}
+    )
+    assert run_regress(baseline, current) == 1
+    out = capsys.readouterr().out
+    assert "- ❌ gqa: protocol differs (baseline official, current lmms-eval)." in out
+    assert "dropped significantly" not in out
+    assert out.rstrip().splitlines()[-1].startswith("**Verdict: ❌ REFUSED")
+    # the same scores under another protocol are refused too (they used to pass)
+    same = write_run(tmp_path / "s", {"gqa": BASE}, entry={"gqa": {"protocol": "lmms-eval"}})
+    assert run_regress(baseline, same) == 1
+
+
+@pytest.mark.parametrize(
+    ("key", "before", "after"),
+    [("judge_model", "gpt-4-0613", "gpt-4o"), ("scorer", "gqa", "gqa_lenient")],
+)
+def test_a_different_scorer_is_refused(tmp_path, capsys, key, before, after):
+    baseline = write_run(tmp_path / "b", {"gqa": BASE}, entry={"gqa": {key: before}})
+    current = write_run(tmp_path / "c", {"gqa": BASE}, entry={"gqa": {key: after}})
+    assert run_regress(baseline, current) == 1
+    label = "judge model" if key == "judge_model" else "scorer"
+    assert f"- ❌ gqa: {label} differs (baseline {before}, current {after})." in capsys.readouterr().out
+
+
+def test_task_tolerance_applies_to_the_headline(tmp_path, capsys):
+    code, out = regress(tmp_path, flipped(BASE, lost=60, gained=5), "--tolerance", "gqa=30", capsys=capsys)
+    assert code == 0
+    assert "significant drop, within tolerance" in out
+    # the more specific TASK.METRIC wins over TASK, which wins over METRIC
+    code, _ = regress(
+        tmp_path, flipped(BASE, 60, 5), "--tolerance", "gqa=30", "gqa.accuracy=1", capsys=capsys
+    )
+    assert code == 1
+    code, _ = regress(tmp_path, flipped(BASE, 60, 5), "--tolerance", "accuracy=30", "gqa=1", capsys=capsys)
+    assert code == 1
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("nosuch=1", "'nosuch' is no task or metric of the two runs"),
+        ("pope=1", "'pope' is no task or metric of the two runs"),
+        ("gqa.nosuch=1", "task gqa has no metric 'nosuch'"),
+        ("gqa=fast", "'fast' is not a number"),
+        ("gqa=nan", "finite number"),
+    ],
+)
+def test_a_tolerance_that_matches_nothing_is_a_usage_error(tmp_path, capsys, spec, message):
+    code, _ = regress(tmp_path, flipped(BASE, 60, 5), "--tolerance", spec, capsys=None)
+    assert code == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and len(captured.err.strip().splitlines()) == 1
+    assert captured.out == ""
+
+
+def test_per_task_lines_say_what_was_compared(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    base_textvqa = rng.choice([0.0, 0.3, 0.6, 1.0], size=200).tolist()
+    baseline = write_run(tmp_path / "b", {"gqa": BASE, "textvqa": base_textvqa})
+    current = write_run(
+        tmp_path / "c", {"gqa": flipped(BASE, 60, 5), "textvqa": base_textvqa}, key_salt="other-"
+    )
+    assert run_regress(baseline, current) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert (
+        "- gqa: 200 sample(s) paired; McNemar exact; Δ accuracy -27.50; p = 4.9e-13; ❌ regression" in lines
+    )
+    assert "- textvqa: 200 sample(s) paired; paired bootstrap; Δ accuracy +0.00; p = 1; ✅ pass" in lines

@@ -47,6 +47,8 @@ def run_leaderboard(args: argparse.Namespace) -> int:
     from tinyllava_bench.report.runs import load_runs
 
     update = write_leaderboard(load_runs(args.runs), args.out, append=args.append)
+    for notice in update.notices:
+        print(notice, file=sys.stderr)
     print(
         f"{update.path}: {update.added} row(s) added, {update.replaced} replaced, {update.total} in total",
         file=sys.stderr,
@@ -60,7 +62,11 @@ def run_regress(args: argparse.Namespace) -> int:
 
     tolerances = parse_tolerances(args.tolerance or [])
     report = compare_runs(
-        load_run(args.baseline), load_run(args.current), tolerances=tolerances, alpha=args.alpha
+        load_run(args.baseline),
+        load_run(args.current),
+        tolerances=tolerances,
+        alpha=args.alpha,
+        allow_data_change=args.allow_data_change,
     )
     summary = render_summary(report)
     sys.stdout.write(summary)
@@ -107,8 +113,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "One row per (model, protocol) of each run. Columns, in this order: model, protocol, layout, llm, "
             "vision, connector, recipe, data, template, image_aspect, vqav2, gqa, scienceqa_img, textvqa, mmvet, "
             "pope, llava_wild, mme, n_<each benchmark>, judge_model, datasets, tool_version, git_commit, "
-            "checkpoint_fingerprint, date. With --append a row replaces the one with the same model, protocol, "
-            "checkpoint_fingerprint and tool_version."
+            "checkpoint_fingerprint, date. With --append a row is merged into the one with the same model, protocol, "
+            "checkpoint_fingerprint and tool_version: the benchmarks it carries replace theirs, the others stay. "
+            "Runs of one evaluation given together are merged in order (stderr says which run's value was kept). "
+            "The file is locked (FILE.lock) while it is read and rewritten, and replaced atomically. Text that a "
+            "spreadsheet would run as a formula (starting with = + - @) is written with a leading apostrophe."
         ),
     )
     leaderboard.add_argument(
@@ -127,9 +136,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "regress",
         help="did a checkpoint get worse? paired tests against a baseline run; exit 1 on a regression",
         description=(
-            "Compares every metric of the tasks both runs have. Exit 1 only when a task's headline metric dropped "
-            "significantly (paired McNemar / bootstrap on per-sample scores) and by more than its tolerance; "
-            "exit 0 otherwise; exit 2 on a usage error."
+            "Compares every metric of the tasks both runs have. Exit 0: no headline metric dropped significantly "
+            "(paired McNemar / bootstrap on per-sample scores) by more than its tolerance, and the current run is "
+            "complete. Exit 1: a regression, or a current run that cannot be vouched for (samples the baseline "
+            "scored missing, errored samples or judge failures, a metric missing or not a number), or runs on "
+            "different data, protocol or scorer (refused unless --allow-data-change). Exit 2: usage error. "
+            "See docs/ci_regression.md."
         ),
     )
     regress.add_argument("--baseline", required=True, metavar="RUN", help="the reference run folder")
@@ -138,8 +150,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--tolerance",
         nargs="+",
         action="extend",
-        metavar="METRIC=POINTS",
-        help="allowed drop in metric points, per task (gqa.accuracy=0.5) or for all tasks (accuracy=0.5); default 0",
+        metavar="NAME=POINTS",
+        help=(
+            "allowed drop in metric points: TASK=POINTS (the task's headline, gqa=0.5), TASK.METRIC=POINTS "
+            "(gqa.accuracy=0.5) or METRIC=POINTS (every task, accuracy=0.5); the most specific wins; default 0. "
+            "A name that is no task or metric of the two runs is an error"
+        ),
+    )
+    regress.add_argument(
+        "--allow-data-change",
+        action="store_true",
+        help=(
+            "compare even when the runs' dataset fingerprint, protocol or scorer differ (refused otherwise); "
+            "the verdict says so"
+        ),
     )
     regress.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
     regress.add_argument("--out", metavar="FILE", help="also write the Markdown summary here")

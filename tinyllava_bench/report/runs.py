@@ -4,6 +4,7 @@ frame; also the paper's benchmark list and its scores, which every report view s
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -66,7 +67,7 @@ class TaskResult:
     """One task's entry in results.json; metrics nested in dicts are flattened to `outer.inner` names."""
 
     name: str
-    metrics: dict[str, float]
+    metrics: dict[str, float]  # finite numbers only
     headline: str | None
     n_samples: int | None = None
     n_errors: int | None = None
@@ -74,6 +75,11 @@ class TaskResult:
     judge_model: str | None = None
     dataset: dict[str, Any] = field(default_factory=dict)
     limit: int | None = None
+    # Metrics present in results.json whose value is not a finite number, with how the value reads (NaN, null,
+    # '75.0'): a reader that needs a metric must not mistake such a value for a missing one.
+    invalid_metrics: dict[str, str] = field(default_factory=dict)
+    n_judge_failures: int | None = None
+    scorer: str | None = None
 
     @property
     def headline_value(self) -> float | None:
@@ -103,20 +109,40 @@ class Run:
         return seen
 
 
-def _flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+def _describe_value(value: Any) -> str:
+    """How a metric value that is not a finite number reads in results.json."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, str):
+        return repr(value if len(value) <= 40 else value[:40] + "…")
+    return f"a {type(value).__name__}"
+
+
+def _flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> tuple[dict[str, float], dict[str, str]]:
+    """Finite numbers by `outer.inner` name, and the other values (NaN, strings, nulls, lists) described."""
     flat: dict[str, float] = {}
+    invalid: dict[str, str] = {}
     for name, value in metrics.items():
         full_name = f"{prefix}{name}"
         if isinstance(value, Mapping):
-            flat.update(_flatten_metrics(value, f"{full_name}."))
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            inner, inner_invalid = _flatten_metrics(value, f"{full_name}.")
+            flat.update(inner)
+            invalid.update(inner_invalid)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             flat[full_name] = float(value)
-        # Strings, lists and nulls are not numbers a table can show; readers must tolerate them.
-    return flat
+        else:
+            # Not a number a table can show, nor one a verdict can rest on; kept aside so readers can say so.
+            invalid[full_name] = _describe_value(value)
+    return flat, invalid
 
 
 def _optional_int(value: Any) -> int | None:
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return int(value) if numeric else None
 
 
 def _optional_str(value: Any) -> str | None:
@@ -129,7 +155,7 @@ def _parse_task(results_file: Path, name: str, entry: Any) -> TaskResult:
             f"{results_file}: task {name!r} must be an object with a `metrics` object (docs/run_folder.md); "
             "regenerate the run with `tinyllava-bench eval` or fix the file"
         )
-    metrics = _flatten_metrics(entry.get("metrics") or {})
+    metrics, invalid_metrics = _flatten_metrics(entry.get("metrics") or {})
     headline = entry.get("headline") or DEFAULT_HEADLINES.get(name)
     if headline is None and len(metrics) == 1:
         headline = next(iter(metrics))
@@ -144,6 +170,9 @@ def _parse_task(results_file: Path, name: str, entry: Any) -> TaskResult:
         judge_model=_optional_str(entry.get("judge_model")),
         dataset=dict(dataset) if isinstance(dataset, Mapping) else {},
         limit=_optional_int(entry.get("limit")),
+        invalid_metrics=invalid_metrics,
+        n_judge_failures=_optional_int(entry.get("n_judge_failures")),
+        scorer=_optional_str(entry.get("scorer")),
     )
 
 
