@@ -67,11 +67,15 @@ class PromptConfig(_Strict):
     """How a row becomes the question text (before `<image>\\n` and the chat template).
 
     Plain questions: pre_prompt + question + [OCR line] + suffix, with the question first optionally stripped,
-    cleaned of `remove` strings, stripped again and capitalised, in that order. Multiple choice:
-    pre_prompt + [context_prefix + hint + "\\n"] + question + "\\n" + "A. ..." lines + suffix.
+    cleaned of `remove` strings, stripped again and capitalised, in that order. Multiple choice (lmms-eval's
+    form): pre_prompt + [context_prefix + hint + "\\n"] + question + "\\n" + options + suffix. CQM (LLaVA's
+    ScienceQA converter, "CQM-A"): pre_prompt + `cqm_template` filled with the context (the hint, stripped, or
+    `empty_context`), the question and the options, then every double space made one (a single pass, as
+    str.replace) and stripped, then "<image>" removed and stripped again (model_vqa_science.py) + suffix.
+    Options are `option_format` per choice joined by `option_separator`.
     """
 
-    format: Literal["question", "multiple_choice"] = "question"
+    format: Literal["question", "multiple_choice", "cqm"] = "question"
     pre_prompt: str = ""
     suffix: str = ""
     strip_before: bool = False
@@ -87,6 +91,25 @@ class PromptConfig(_Strict):
     choices_column: str = "choices"
     context_prefix: str = "Context: "
     strip_body: bool = False  # multiple choice: strip the text before the suffix is added
+    option_format: str = "{letter}. {choice}"
+    option_separator: str = "\n"
+    cqm_template: str = "Context: {context}\nQuestion: {question}\nOptions: {options}\n"
+    empty_context: str = "N/A"  # cqm: the context when the hint is empty
+
+    @model_validator(mode="after")
+    def _templates_fill(self) -> PromptConfig:
+        # a misspelt placeholder must fail when the task is read, not on the first row of a long run
+        for name, template, keys in (
+            ("option_format", self.option_format, ("letter", "choice")),
+            ("cqm_template", self.cqm_template, ("context", "question", "options")),
+        ):
+            try:
+                template.format(**dict.fromkeys(keys, ""))
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ValueError(
+                    f"{name} {template!r} has a bad placeholder ({exc}); it may use {', '.join(keys)}"
+                ) from None
+        return self
 
 
 class GenerationConfig(_Strict):
@@ -193,7 +216,7 @@ class TaskConfig(_Strict):
         if for_prompt:
             prompt = self.prompt_for(protocol)
             columns.append(self.columns.question)
-            if prompt.format == "multiple_choice":
+            if prompt.format in ("multiple_choice", "cqm"):
                 columns += [prompt.hint_column, prompt.choices_column]
             if prompt.ocr_tokens:
                 columns.append(prompt.ocr_column)

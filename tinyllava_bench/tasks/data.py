@@ -32,6 +32,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
 
 DATA_SUFFIXES = (".parquet", ".jsonl", ".json")
+# the id column a local copy may carry for a task whose hub copy has none
+FALLBACK_ID_COLUMN = "question_id"
 IMAGE_FILE_SUFFIXES = (".jpg", ".jpeg", ".png")
 # parquet files up to this size are read into memory; larger ones go through the datasets cache (memory-mapped)
 IN_MEMORY_PARQUET_BYTES = 1 << 30
@@ -116,10 +118,16 @@ class TaskData:
         return len(self.rows)
 
     def question_ids(self) -> list[Any]:
-        """The dataset's own id of each row; the 0-based row index when the dataset has no id column."""
+        """The dataset's own id of each row; the 0-based row index when the dataset has no id column.
+
+        A task whose hub copy has no id column (ScienceQA) still keeps the ids of a local copy that has a
+        `question_id` column, so its predictions join back to the copy's own ids.
+        """
         column = self.task.columns.question_id
         if column is None:
-            return list(range(len(self.rows)))
+            if FALLBACK_ID_COLUMN not in self.rows.column_names:
+                return list(range(len(self.rows)))
+            column = FALLBACK_ID_COLUMN
         return list(self.rows[column])
 
     def image(self, index: int) -> Image.Image:
