@@ -42,6 +42,16 @@ class ImageJoinConfig(_Strict):
     image_column: str = "image"
 
 
+class LlavaEvalConfig(_Strict):
+    """Where the task lives in LLaVA's playground/data/eval folder (paths relative to it), and how to join labels."""
+
+    reader: Literal["pope", "scienceqa", "gqa", "textvqa", "mmvet", "llava_wild", "questions_only"]
+    folder: str = Field(min_length=1)  # e.g. pope
+    questions: str = Field(min_length=1)  # question file in `folder`, e.g. llava_pope_test.jsonl
+    images: str = Field(min_length=1)  # images folder in `folder`, e.g. val2014
+    annotations: str | None = None  # labels/answers in `folder`, e.g. coco (POPE's label folder)
+
+
 class DatasetConfig(_Strict):
     """Where the rows come from: a hub dataset (pinned by revision) or a local copy."""
 
@@ -51,6 +61,7 @@ class DatasetConfig(_Strict):
     revision: str = Field(default="main", min_length=1)
     local_path: str | None = None  # overrides the hub when set; a relative path is from the current directory
     images: ImageJoinConfig | None = None
+    llava_eval: LlavaEvalConfig | None = None  # the task in LLaVA's eval folder, read with --data-root
 
 
 class ColumnsConfig(_Strict):

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tinyllava_bench.tasks.config import PromptConfig, TaskConfig
+from tinyllava_bench.tasks.llava_eval import PROMPT_COLUMN
 from tinyllava_bench.tasks.registry import load_task
 
 OPTION_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -15,6 +16,10 @@ OPTION_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 def build_question(task: TaskConfig | str, row: Mapping[str, Any], protocol: str = "official") -> str:
     """The user question for `row` under `protocol`; raises ValueError when the row lacks what the prompt needs."""
     task = load_task(task)
+    prebuilt = row.get(PROMPT_COLUMN)
+    if prebuilt is not None:
+        # rows read from LLaVA's eval folder carry the prompt its question file gives (see llava_eval.py)
+        return str(prebuilt)
     prompt = task.prompt_for(protocol)
     question = _text(row, task.columns.question, task.name)
     if not question.strip():
