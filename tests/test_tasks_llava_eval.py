@@ -363,3 +363,27 @@ def test_a_missing_label_folder_is_one_line(tmp_path: Path) -> None:
     )
     with pytest.raises(UserError, match="label folder"):
         load_task_data("pope", data_root=tmp_path)
+
+
+def test_eval_runs_pope_from_llavas_folder_and_records_the_question_set(
+    tiny_checkpoints, llava_eval, tmp_path
+):
+    from tinyllava_bench.cli import main
+
+    checkpoint = tiny_checkpoints("qwen2", "clip")["native"]
+    args = ["eval", "--model", str(checkpoint), "--tasks", "pope", "--data-root", str(llava_eval)]
+    args += [
+        "--output",
+        str(tmp_path / "run"),
+        "--task-options",
+        "generation.max_new_tokens=4",
+        "--num-workers",
+        "0",
+    ]
+    assert main(args) == 0
+    task = json.loads((tmp_path / "run" / "results.json").read_text())["tasks"]["pope"]
+    question_set = task["dataset"]["question_set"]
+    assert (question_set["source"], question_set["rows"]) == ("llava_eval:pope/llava_pope_test.jsonl", 6)
+    assert task["n_samples"] == 6
+    logged = "".join(path.read_text() for path in (tmp_path / "run").rglob("*.jsonl"))
+    assert json.dumps("Is there a dog in the imange random 1?" + SHORT)[1:-1] in logged
