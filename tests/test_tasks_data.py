@@ -242,3 +242,25 @@ def test_hub_failure_points_to_a_local_copy(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(datasets, "load_dataset", unreachable)
     with pytest.raises(UserError, match=r"could not load lmms-lab/MME split test \(revision main\).*--data"):
         load_task_rows("mme", need_images=False)
+
+
+def _sqa_rows(ids: list | None) -> list[dict]:
+    rows = [
+        {"question": f"Which is solid {i}?", "hint": "", "choices": ["milk", "rock"], "answer": 1}
+        for i in range(3)
+    ]
+    if ids is not None:
+        for row, qid in zip(rows, ids, strict=True):
+            row["question_id"] = qid
+    return rows
+
+
+def test_a_local_scienceqa_copy_keeps_its_own_question_ids(tmp_path: Path) -> None:
+    with_ids = load_task_data(
+        "scienceqa_img", _write_jsonl(tmp_path / "a.jsonl", _sqa_rows(["7", "11", "4"])), need_images=False
+    )
+    assert with_ids.question_ids() == ["7", "11", "4"]
+    without = load_task_data(
+        "scienceqa_img", _write_jsonl(tmp_path / "b.jsonl", _sqa_rows(None)), need_images=False
+    )
+    assert without.question_ids() == [0, 1, 2]  # the hub copy has no ids: row indices, as before

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+from pathlib import Path
+
+import pytest
 
 from tinyllava_bench.cli import main
-from tinyllava_bench.models.zoo import BENCHMARKS, card_for_checkpoint, find_card, list_cards
+from tinyllava_bench.errors import UserError
+from tinyllava_bench.models.zoo import BENCHMARKS, _read_card, card_for_checkpoint, find_card, list_cards
 from tinyllava_bench.paths import PAPER_SCORES_CSV
+
+# the project's shared reference copy; the package ships its own copy, which must not drift from it
+SHARED_PAPER_SCORES = (
+    Path(os.environ.get("TINYLLAVA_BENCH_SHARED_REFERENCE", "/work/shared/reference")) / "paper_scores.csv"
+)
 
 RELEASED = {
     "bczhou/TinyLLaVA-3.1B": ("legacy", "phi", "pad", 729),
@@ -50,3 +60,64 @@ def test_zoo_command_formats(capsys):
     assert lines[0].startswith("name,checkpoint,layout") and len(lines) == len(cards) + 1
     assert main(["zoo"]) == 0
     assert "TinyLLaVA-share-Sig-Phi" in capsys.readouterr().out
+
+
+def _csv_rows() -> dict[str, dict[str, str]]:
+    return {row["variant"]: row for row in csv.DictReader(PAPER_SCORES_CSV.open())}
+
+
+def test_every_cards_reference_scores_equal_paper_scores_csv():
+    rows = _csv_rows()
+    checked = 0
+    for card in list_cards():
+        if not card.paper_scores:
+            assert card.paper_variant is None, card.name
+            continue
+        row = rows.get(card.paper_variant)
+        assert row is not None, f"{card.name}: paper_variant {card.paper_variant!r} is not a row of the csv"
+        assert card.source == row["source"], card.name
+        if row["checkpoint"]:
+            assert card.checkpoint == row["checkpoint"], card.name
+        csv_scores = {bench: float(row[bench]) for bench in BENCHMARKS if row[bench]}
+        assert card.paper_scores == csv_scores, card.name
+        checked += 1
+    # every released or paper variant with scores in the csv has its card
+    carded = {card.paper_variant for card in list_cards()}
+    missing = [v for v, row in rows.items() if "(baseline)" not in v and v not in carded]
+    assert not missing and checked == len(rows) - sum("(baseline)" in v for v in rows)
+
+
+def test_the_packaged_paper_scores_equal_the_shared_reference():
+    if not SHARED_PAPER_SCORES.is_file():
+        pytest.skip(f"no shared reference at {SHARED_PAPER_SCORES} (set TINYLLAVA_BENCH_SHARED_REFERENCE)")
+    assert PAPER_SCORES_CSV.read_bytes() == SHARED_PAPER_SCORES.read_bytes()
+
+
+def test_disagreeing_sources_are_shown_each_with_its_source(capsys):
+    card = find_card("TinyLLaVA-share-Sig-TL")
+    assert card.checkpoint == "bczhou/TinyLLaVA-1.5B"
+    assert card.disagreements() == {
+        "scienceqa_img": [
+            (60.1, "paper Table A1"),
+            (60.3, "legacy README (DLCV-BUAA/TinyLLaVABench, Model Details)"),
+        ]
+    }
+    # only that card's sources disagree
+    assert [c.name for c in list_cards() if c.disagreements()] == ["TinyLLaVA-share-Sig-TL"]
+    assert main(["zoo", "--format", "csv"]) == 0
+    rows = {row["name"]: row for row in csv.DictReader(capsys.readouterr().out.splitlines())}
+    assert rows["TinyLLaVA-share-Sig-TL"]["scienceqa_img"] == "60.1"
+    assert rows["TinyLLaVA-share-Sig-TL"]["also_reported"] == (
+        "scienceqa_img 60.3 (legacy README (DLCV-BUAA/TinyLLaVABench, Model Details))"
+    )
+    assert rows["TinyLLaVA-share-Sig-Phi"]["also_reported"] == ""
+
+
+def test_a_card_score_for_an_unknown_benchmark_is_named(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "name: bad\nllm: x\nllm_family: llama\nvision: v\ntemplate: v1\nimage_aspect: pad\nimage_tokens: 1\n"
+        "paper_scores: {sqa: 60.1}\n"
+    )
+    with pytest.raises(UserError, match="unknown benchmark"):
+        _read_card(path)

@@ -42,8 +42,14 @@ def run_zoo(args: argparse.Namespace) -> int:
         row = {column: getattr(card, column) for column in ZOO_COLUMNS}
         row["vision"] = row["vision"].split("/")[-1]
         row.update({bench: card.paper_scores.get(bench) for bench in BENCHMARKS})
+        # the score columns hold the card's own source; a second source that disagrees is named beside them
+        row["also_reported"] = "; ".join(
+            f"{bench} {value:g} ({source})"
+            for bench, values in card.disagreements().items()
+            for value, source in values[1:]
+        )
         rows.append(row)
-    frame = pd.DataFrame(rows, columns=[*ZOO_COLUMNS, *BENCHMARKS])
+    frame = pd.DataFrame(rows, columns=[*ZOO_COLUMNS, *BENCHMARKS, "also_reported"])
     if args.format == "csv":
         frame.to_csv(sys.stdout, index=False)
     else:

@@ -7,12 +7,33 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tinyllava_bench.errors import UserError
 from tinyllava_bench.paths import model_zoo_dir
 
 BENCHMARKS = ("vqav2", "gqa", "scienceqa_img", "textvqa", "mmvet", "pope", "llava_wild", "mme")
+
+
+def _known_benchmarks(scores: dict[str, float]) -> dict[str, float]:
+    unknown = sorted(set(scores) - set(BENCHMARKS))
+    if unknown:
+        raise ValueError(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
+    return scores
+
+
+class ReportedScores(BaseModel):
+    """Scores for the same model from a second source that disagrees with paper_scores (shown beside them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(min_length=1)  # e.g. "legacy README (DLCV-BUAA/TinyLLaVABench, Model Details)"
+    scores: dict[str, float]
+
+    @field_validator("scores")
+    @classmethod
+    def _benchmarks(cls, scores: dict[str, float]) -> dict[str, float]:
+        return _known_benchmarks(scores)
 
 
 class ModelCard(BaseModel):
@@ -36,9 +57,36 @@ class ModelCard(BaseModel):
     resolution: int | None = None
     source: str | None = None  # where the reported scores come from
     paper_variant: str | None = None  # row of paper_scores.csv
-    paper_scores: dict[str, float] = Field(default_factory=dict)
+    paper_scores: dict[str, float] = Field(
+        default_factory=dict
+    )  # = the paper_variant row of paper_scores.csv
+    # values other sources give where they differ from paper_scores; each keeps its own source
+    reported_elsewhere: list[ReportedScores] = Field(default_factory=list)
     overrides: dict[str, Any] = Field(default_factory=dict)  # load_model overrides this card needs
     notes: str | None = None
+
+    @field_validator("paper_scores")
+    @classmethod
+    def _paper_benchmarks(cls, scores: dict[str, float]) -> dict[str, float]:
+        return _known_benchmarks(scores)
+
+    def reference_scores(self) -> dict[str, list[tuple[float, str]]]:
+        """Benchmark -> every (value, source) the card knows, paper_scores first."""
+        found: dict[str, list[tuple[float, str]]] = {}
+        for bench, value in self.paper_scores.items():
+            found.setdefault(bench, []).append((value, self.source or "paper_scores"))
+        for other in self.reported_elsewhere:
+            for bench, value in other.scores.items():
+                found.setdefault(bench, []).append((value, other.source))
+        return found
+
+    def disagreements(self) -> dict[str, list[tuple[float, str]]]:
+        """The benchmarks whose sources give different values, with every (value, source)."""
+        return {
+            bench: values
+            for bench, values in self.reference_scores().items()
+            if len({value for value, _ in values}) > 1
+        }
 
     def overrides_for_load(self) -> dict[str, Any]:
         return dict(self.overrides)

@@ -42,6 +42,16 @@ class ImageJoinConfig(_Strict):
     image_column: str = "image"
 
 
+class LlavaEvalConfig(_Strict):
+    """Where the task lives in LLaVA's playground/data/eval folder (paths relative to it), and how to join labels."""
+
+    reader: Literal["pope", "scienceqa", "gqa", "textvqa", "mmvet", "llava_wild", "questions_only"]
+    folder: str = Field(min_length=1)  # e.g. pope
+    questions: str = Field(min_length=1)  # question file in `folder`, e.g. llava_pope_test.jsonl
+    images: str = Field(min_length=1)  # images folder in `folder`, e.g. val2014
+    annotations: str | None = None  # labels/answers in `folder`, e.g. coco (POPE's label folder)
+
+
 class DatasetConfig(_Strict):
     """Where the rows come from: a hub dataset (pinned by revision) or a local copy."""
 
@@ -51,6 +61,7 @@ class DatasetConfig(_Strict):
     revision: str = Field(default="main", min_length=1)
     local_path: str | None = None  # overrides the hub when set; a relative path is from the current directory
     images: ImageJoinConfig | None = None
+    llava_eval: LlavaEvalConfig | None = None  # the task in LLaVA's eval folder, read with --data-root
 
 
 class ColumnsConfig(_Strict):
@@ -67,11 +78,15 @@ class PromptConfig(_Strict):
     """How a row becomes the question text (before `<image>\\n` and the chat template).
 
     Plain questions: pre_prompt + question + [OCR line] + suffix, with the question first optionally stripped,
-    cleaned of `remove` strings, stripped again and capitalised, in that order. Multiple choice:
-    pre_prompt + [context_prefix + hint + "\\n"] + question + "\\n" + "A. ..." lines + suffix.
+    cleaned of `remove` strings, stripped again and capitalised, in that order. Multiple choice (lmms-eval's
+    form): pre_prompt + [context_prefix + hint + "\\n"] + question + "\\n" + options + suffix. CQM (LLaVA's
+    ScienceQA converter, "CQM-A"): pre_prompt + `cqm_template` filled with the context (the hint, stripped, or
+    `empty_context`), the question and the options, then every double space made one (a single pass, as
+    str.replace) and stripped, then "<image>" removed and stripped again (model_vqa_science.py) + suffix.
+    Options are `option_format` per choice joined by `option_separator`.
     """
 
-    format: Literal["question", "multiple_choice"] = "question"
+    format: Literal["question", "multiple_choice", "cqm"] = "question"
     pre_prompt: str = ""
     suffix: str = ""
     strip_before: bool = False
@@ -87,6 +102,25 @@ class PromptConfig(_Strict):
     choices_column: str = "choices"
     context_prefix: str = "Context: "
     strip_body: bool = False  # multiple choice: strip the text before the suffix is added
+    option_format: str = "{letter}. {choice}"
+    option_separator: str = "\n"
+    cqm_template: str = "Context: {context}\nQuestion: {question}\nOptions: {options}\n"
+    empty_context: str = "N/A"  # cqm: the context when the hint is empty
+
+    @model_validator(mode="after")
+    def _templates_fill(self) -> PromptConfig:
+        # a misspelt placeholder must fail when the task is read, not on the first row of a long run
+        for name, template, keys in (
+            ("option_format", self.option_format, ("letter", "choice")),
+            ("cqm_template", self.cqm_template, ("context", "question", "options")),
+        ):
+            try:
+                template.format(**dict.fromkeys(keys, ""))
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ValueError(
+                    f"{name} {template!r} has a bad placeholder ({exc}); it may use {', '.join(keys)}"
+                ) from None
+        return self
 
 
 class GenerationConfig(_Strict):
@@ -193,7 +227,7 @@ class TaskConfig(_Strict):
         if for_prompt:
             prompt = self.prompt_for(protocol)
             columns.append(self.columns.question)
-            if prompt.format == "multiple_choice":
+            if prompt.format in ("multiple_choice", "cqm"):
                 columns += [prompt.hint_column, prompt.choices_column]
             if prompt.ocr_tokens:
                 columns.append(prompt.ocr_column)

@@ -25,6 +25,7 @@ from tinyllava_bench.errors import UserError
 from tinyllava_bench.tasks.config import TaskConfig
 from tinyllava_bench.tasks.encoding import json_lines, not_utf8_error
 from tinyllava_bench.tasks.images import ImageLoadError, load_image
+from tinyllava_bench.tasks.llava_eval import llava_eval_folder, read_llava_eval
 from tinyllava_bench.tasks.registry import load_task
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -32,6 +33,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
 
 DATA_SUFFIXES = (".parquet", ".jsonl", ".json")
+# the id column a local copy may carry for a task whose hub copy has none
+FALLBACK_ID_COLUMN = "question_id"
 IMAGE_FILE_SUFFIXES = (".jpg", ".jpeg", ".png")
 # parquet files up to this size are read into memory; larger ones go through the datasets cache (memory-mapped)
 IN_MEMORY_PARQUET_BYTES = 1 << 30
@@ -62,20 +65,50 @@ def resolve_data_source(
     if data is not None:
         return _local_source(Path(data).expanduser())
     if data_root is not None:
-        return _local_source(_find_in_data_root(task.name, Path(data_root).expanduser()))
+        root = Path(data_root).expanduser()
+        llava_folder = llava_eval_folder(task, root) if root.is_dir() else None
+        # LLaVA's folder wins when its question file is there (its pope/ folder has the task's own name)
+        if llava_folder is not None and not [
+            path for path in _own_layout_candidates(task.name, root) if path != llava_folder
+        ]:
+            return DataSource("llava_eval", str(root), root)
+        found = _find_in_data_root(task, root)
+        _refuse_another_tasks_llava_folder(task, found)
+        return _local_source(found)
     if task.dataset.local_path:
         return _local_source(Path(task.dataset.local_path).expanduser())
     return DataSource("hub", task.dataset.path)
 
 
-def _find_in_data_root(name: str, root: Path) -> Path:
+def _refuse_another_tasks_llava_folder(task: TaskConfig, found: Path) -> None:
+    # LLaVA's vqav2/ folder holds the test-dev questions: reading it as the validation task would be wrong
+    from tinyllava_bench.tasks.registry import list_tasks
+
+    for other in list_tasks():
+        layout = other.dataset.llava_eval
+        if other.name != task.name and layout and (found / layout.questions).is_file():
+            raise UserError(
+                f"{found} is LLaVA's folder of {other.name} ({layout.questions}), not data for task {task.name};"
+                f" run task {other.name} on it"
+            )
+
+
+def _own_layout_candidates(name: str, root: Path) -> list[Path]:
+    candidates = [root / f"{name}{suffix}" for suffix in DATA_SUFFIXES] + [root / name]
+    return [path for path in candidates if path.exists()]
+
+
+def _find_in_data_root(task: TaskConfig, root: Path) -> Path:
+    name = task.name
     if not root.is_dir():
         raise UserError(f"--data-root {root} is not a folder")
     candidates = [root / f"{name}{suffix}" for suffix in DATA_SUFFIXES] + [root / name]
-    found = [path for path in candidates if path.exists()]
+    found = _own_layout_candidates(name, root)
     if not found:
         tried = ", ".join(path.name for path in candidates)
-        raise UserError(f"no data for task {name} in {root}: looked for {tried}")
+        layout = task.dataset.llava_eval
+        llava = f", nor LLaVA's eval layout {layout.folder}/{layout.questions}" if layout else ""
+        raise UserError(f"no data for task {name} in {root}: looked for {tried}{llava}")
     if len(found) > 1:
         raise UserError(
             f"data for task {name} is ambiguous in {root}: {', '.join(p.name for p in found)}; keep one"
@@ -111,15 +144,25 @@ class TaskData:
     image_root: Path | None = None
     _image_of_row: Callable[[int], Any] | None = field(default=None, repr=False)
     _fingerprint: str | None = field(default=None, repr=False)
+    question_set_name: str | None = (
+        None  # e.g. llava_eval:pope/llava_pope_test.jsonl; None: named by the source
+    )
+    counts: dict[str, int] = field(default_factory=dict)  # rows the reader dropped or found mismatched
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def question_ids(self) -> list[Any]:
-        """The dataset's own id of each row; the 0-based row index when the dataset has no id column."""
+        """The dataset's own id of each row; the 0-based row index when the dataset has no id column.
+
+        A task whose hub copy has no id column (ScienceQA) still keeps the ids of a local copy that has a
+        `question_id` column, so its predictions join back to the copy's own ids.
+        """
         column = self.task.columns.question_id
         if column is None:
-            return list(range(len(self.rows)))
+            if FALLBACK_ID_COLUMN not in self.rows.column_names:
+                return list(range(len(self.rows)))
+            column = FALLBACK_ID_COLUMN
         return list(self.rows[column])
 
     def image(self, index: int) -> Image.Image:
@@ -145,7 +188,25 @@ class TaskData:
             "local_path": self.source.location if local else None,
             "fingerprint": self.fingerprint(),
             "rows": len(self.rows),
+            "question_set": self.question_set(),
         }
+
+    def question_set(self) -> dict[str, Any]:
+        """Which question set the rows are: source, row count, fingerprint (and the reader's counts).
+
+        Two runs compare only when these agree: the hub's POPE has 9,000 rows, LLaVA's llava_pope_test.jsonl 8,910.
+        """
+        dataset = self.task.dataset
+        if self.question_set_name is not None:
+            source = self.question_set_name
+        elif self.source.kind == "hub":
+            source = f"hub:{dataset.path}{'/' + dataset.name if dataset.name else ''}:{dataset.split}"
+        else:
+            source = f"local:{self.source.location}"
+        found = {"source": source, "rows": len(self.rows), "fingerprint": self.fingerprint()}
+        if self.counts:
+            found["counts"] = dict(self.counts)
+        return found
 
 
 def load_task_data(
@@ -162,6 +223,8 @@ def load_task_data(
     """
     task = load_task(task)
     source = resolve_data_source(task, data, data_root)
+    if source.kind == "llava_eval":
+        return _load_llava_eval(task, source, need_images, image_root)
     rows = _read_hub(task) if source.kind == "hub" else _read_local(task, source)
     where = "the hub dataset " + task.dataset.path if source.kind == "hub" else str(source.location)
     _check_columns(rows, task.required_columns(protocol, for_prompt=need_images), where, task)
@@ -181,6 +244,33 @@ def load_task_data(
         f"{where} has no image column {image_column!r}, which task {task.name} needs to run a model"
         " (scoring alone does not need it)"
     )
+
+
+def _load_llava_eval(
+    task: TaskConfig, source: DataSource, need_images: bool, image_root: str | Path | None
+) -> TaskData:
+    import datasets
+
+    read = read_llava_eval(task, source.path)
+    try:
+        rows = datasets.Dataset.from_list(read.records)
+    except Exception as exc:  # pyarrow type clashes between lines
+        raise UserError(f"{read.question_set}: a key has mixed types across lines: {exc}") from None
+    # scoring columns only: the prompt is the question file's own text
+    _check_columns(rows, task.required_columns(), read.question_set, task)
+    image_column = task.columns.image or "image"
+    root = Path(image_root).expanduser() if image_root is not None else read.image_dir
+    data = TaskData(
+        task,
+        rows if need_images else rows.remove_columns(image_column),
+        DataSource("llava_eval", source.location, read.image_dir),
+        root,
+        _image_of_row=(lambda i: rows[i][image_column]) if need_images else None,
+        _fingerprint=_files_fingerprint(source.path, read.files),
+        question_set_name=read.question_set,
+        counts=read.counts,
+    )
+    return data
 
 
 def load_task_rows(
@@ -207,6 +297,8 @@ def fingerprint_source(task: TaskConfig, source: DataSource) -> str:
         dataset = task.dataset
         config = f"/{dataset.name}" if dataset.name else ""
         return f"hub:{dataset.path}{config}:{dataset.split}@{dataset.revision}"
+    if source.kind == "llava_eval":
+        return _files_fingerprint(source.path, read_llava_eval(task, source.path).files)
     path = source.path
     digest = hashlib.sha256()
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
@@ -218,6 +310,16 @@ def fingerprint_source(task: TaskConfig, source: DataSource) -> str:
             sampled |= _hash_file(file, digest)
         else:  # image files: name and size are enough, and hashing gigabytes of images is slow
             digest.update(str(file.stat().st_size).encode() + b"\0")
+    return ("sha256-sampled:" if sampled else "sha256:") + digest.hexdigest()
+
+
+def _files_fingerprint(root: Path, files: Sequence[Path]) -> str:
+    """sha256 of the question and label files (names relative to `root`, then contents); images not included."""
+    digest = hashlib.sha256()
+    sampled = False
+    for file in files:
+        digest.update(file.relative_to(root).as_posix().encode() + b"\0")
+        sampled |= _hash_file(file, digest)
     return ("sha256-sampled:" if sampled else "sha256:") + digest.hexdigest()
 
 

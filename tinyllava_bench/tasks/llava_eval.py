@@ -1,0 +1,302 @@
+"""LLaVA's evaluation folder (`playground/data/eval`, from its eval.zip) as task data: the paper's question sets.
+
+`--data-root` pointing at that folder reads a task from the files LLaVA's scripts/v1_5/eval/*.sh read (the task
+YAML's `dataset.llava_eval` names them): the question file, the images folder and the label or annotation files.
+Each row's prompt is the question file's own text, taken as the original script takes it (model_vqa_loader.py
+and model_vqa.py use `text` as is; model_vqa_science.py strips "<image>" and appends the letter suffix), kept in
+the PROMPT_COLUMN column, which build_question returns unchanged. Labels are joined the way each original
+scorer joins them, quirks included (POPE: by position within a category, as eval_pope.py zips them).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tinyllava_bench.errors import UserError
+from tinyllava_bench.tasks.config import LlavaEvalConfig, TaskConfig
+from tinyllava_bench.tasks.encoding import json_lines, not_utf8_error
+
+# the column holding a row's finished prompt text, read from the question file
+PROMPT_COLUMN = "prompt_from_file"
+
+
+@dataclass
+class LlavaEvalRows:
+    """A task's rows read from LLaVA's folder, with what provenance needs to name the question set."""
+
+    records: list[dict[str, Any]]
+    image_dir: Path
+    files: list[Path]  # the question and label files the rows come from (what the fingerprint hashes)
+    question_set: str  # e.g. "llava_eval:pope/llava_pope_test.jsonl"
+    counts: dict[str, int] = field(default_factory=dict)  # rows read, dropped, mismatched: loud, never silent
+
+
+def llava_eval_folder(task: TaskConfig, root: Path) -> Path | None:
+    """The task's folder under LLaVA's eval folder `root` when its question file is there, else None."""
+    layout = task.dataset.llava_eval
+    if layout is None:
+        return None
+    folder = root / layout.folder
+    return folder if (folder / layout.questions).is_file() else None
+
+
+def read_llava_eval(task: TaskConfig, root: Path) -> LlavaEvalRows:
+    layout = task.dataset.llava_eval
+    assert layout is not None
+    folder = root / layout.folder
+    questions_file = folder / layout.questions
+    rows = _READERS[layout.reader](task, layout, folder, questions_file)
+    if not rows.records:
+        raise UserError(f"{questions_file} gives no rows for task {task.name}")
+    return rows
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    try:
+        with path.open(encoding="utf-8") as handle:
+            records = [record for _, record in json_lines(handle, path)]
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
+    for number, record in enumerate(records, 1):
+        if not isinstance(record, dict):
+            raise UserError(f"{path}, line {number}: each line must be a JSON object")
+    return records
+
+
+def _read_json(path: Path) -> Any:
+    if not path.is_file():
+        raise UserError(f"{path} is missing; LLaVA's eval folder has it (see LLaVA's docs/Evaluation.md)")
+    try:
+        with path.open(encoding="utf-8") as handle:
+            return json.load(handle)
+    except UnicodeDecodeError as exc:
+        raise not_utf8_error(path, exc) from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}, line {exc.lineno}: not valid JSON ({exc.msg})") from None
+
+
+def _field(record: dict[str, Any], key: str, path: Path, number: int) -> Any:
+    if key not in record:
+        raise UserError(f"{path}, entry {number}: no {key!r} key (LLaVA's files have it)")
+    return record[key]
+
+
+def _loader_rows(path: Path, extra: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Question-file lines as model_vqa_loader.py / model_vqa.py read them: `text` is the whole prompt."""
+    rows = []
+    for number, line in enumerate(_read_jsonl(path), 1):
+        text = _field(line, "text", path, number)
+        row = {
+            "question_id": _field(line, "question_id", path, number),
+            "question": text,
+            "image": _field(line, "image", path, number),
+            PROMPT_COLUMN: text,
+        }
+        for key in extra:
+            row[key] = _field(line, key, path, number)
+        rows.append(row)
+    return rows
+
+
+def _pope(task: TaskConfig, layout: LlavaEvalConfig, folder: Path, questions_file: Path) -> LlavaEvalRows:
+    rows = _loader_rows(questions_file, ("category",))
+    label_dir = folder / (layout.annotations or "coco")
+    if not label_dir.is_dir():
+        raise UserError(
+            f"POPE label folder {label_dir} is missing (POPE's output/coco, see LLaVA's Evaluation.md)"
+        )
+    # eval_pope.py: every file of the folder is coco_pope_<category>.json, a JSON line per question
+    label_files = sorted(label_dir.iterdir())
+    labels: dict[str, list[dict[str, Any]]] = {}
+    for path in label_files:
+        if not (path.name.startswith("coco_pope_") and path.name.endswith(".json")):
+            raise UserError(f"{path}: POPE's label folder may only hold coco_pope_<category>.json files")
+        labels[path.name[len("coco_pope_") : -len(".json")]] = _read_jsonl(path)
+    # an answer's category is that of the LAST question with its id (eval_pope.py builds a dict by question_id)
+    category_of = {row["question_id"]: row["category"] for row in rows}
+    kept, position = [], dict.fromkeys(labels, 0)
+    counts = {"question_rows": len(rows), "unlabelled_dropped": 0, "category_from_other_row": 0}
+    counts["label_image_mismatches"] = 0
+    for row in rows:
+        category = category_of[row["question_id"]]
+        counts["category_from_other_row"] += category != row["category"]
+        if category not in labels or position[category] >= len(labels[category]):
+            counts["unlabelled_dropped"] += 1  # eval_pope.py never scores it (no file, or zip() ran out)
+            continue
+        label = labels[category][position[category]]
+        position[category] += 1
+        if "label" not in label:
+            raise UserError(f"{label_dir / f'coco_pope_{category}.json'}: a line has no 'label'")
+        counts["label_image_mismatches"] += label.get("image", row["image"]) != row["image"]
+        kept.append(dict(row, category=category, answer=label["label"]))
+    for category, lines in labels.items():
+        counts[f"labels_unused_{category}"] = len(lines) - position[category]
+    return LlavaEvalRows(
+        kept,
+        folder / layout.images,
+        [questions_file, *label_files],
+        f"llava_eval:{layout.folder}/{layout.questions}",
+        counts,
+    )
+
+
+def _scienceqa(
+    task: TaskConfig, layout: LlavaEvalConfig, folder: Path, questions_file: Path
+) -> LlavaEvalRows:
+    entries = _read_json(questions_file)
+    if not isinstance(entries, list):
+        raise UserError(f"{questions_file} must hold a JSON list (LLaVA's llava_test_CQM-A.json)")
+    problems_file = folder / (layout.annotations or "problems.json")
+    problems = _read_json(problems_file)
+    suffix = task.prompt.suffix  # model_vqa_science.py --single-pred-prompt
+    rows = []
+    for number, entry in enumerate(entries, 1):
+        if "image" not in entry:
+            continue  # IMG accuracy counts only prompts with an image (eval_science_qa.py's is_multimodal)
+        prob_id = _field(entry, "id", questions_file, number)
+        problem = problems.get(prob_id)
+        if problem is None:
+            raise UserError(f"{problems_file} has no problem {prob_id!r} that {questions_file.name} asks")
+        value = _field(entry, "conversations", questions_file, number)[0]["value"]
+        text = value.replace("<image>", "").strip()
+        rows.append(
+            {
+                "question_id": prob_id,
+                "question": text,
+                "image": entry["image"],
+                PROMPT_COLUMN: text + suffix,
+                "choices": problem["choices"],
+                "answer": problem["answer"],
+                "hint": problem.get("hint", ""),
+                **{key: problem.get(key) for key in ("subject", "category", "grade")},
+            }
+        )
+    counts = {"question_rows": len(entries), "image_rows": len(rows)}
+    return LlavaEvalRows(
+        rows,
+        folder / layout.images,
+        [questions_file, problems_file],
+        f"llava_eval:{layout.folder}/{layout.questions}",
+        counts,
+    )
+
+
+def _gqa(task: TaskConfig, layout: LlavaEvalConfig, folder: Path, questions_file: Path) -> LlavaEvalRows:
+    rows = _loader_rows(questions_file)
+    answers_file = folder / (layout.annotations or "data/testdev_balanced_questions.json")
+    answers = _read_json(answers_file)  # GQA's eval.py reads {question id: {"answer", "imageId", ...}}
+    for row in rows:
+        gold = answers.get(str(row["question_id"]))
+        if gold is None:
+            raise UserError(
+                f"{answers_file} has no question {row['question_id']!r} that {questions_file.name} asks"
+            )
+        row.update(
+            id=str(row["question_id"]),
+            answer=gold.get("answer"),
+            imageId=gold.get("imageId"),
+            isBalanced=gold.get("isBalanced"),
+        )
+    return LlavaEvalRows(
+        rows,
+        folder / layout.images,
+        [questions_file, answers_file],
+        f"llava_eval:{layout.folder}/{layout.questions}",
+    )
+
+
+def _textvqa_question(prompt: str) -> str:
+    # eval_textvqa.py's prompt_processor for LLaVA's two prompt shapes
+    lines = prompt.split("\n")
+    if "Reference OCR token: " in prompt and len(lines) == 3:
+        return (lines[1] if prompt.startswith("Reference OCR token:") else lines[0]).lower()
+    if len(lines) == 2:
+        return lines[0].lower()
+    raise UserError(f"TextVQA prompt {prompt[:60]!r} has neither of the shapes eval_textvqa.py reads")
+
+
+def _textvqa(task: TaskConfig, layout: LlavaEvalConfig, folder: Path, questions_file: Path) -> LlavaEvalRows:
+    rows = _loader_rows(questions_file)
+    annotation_file = folder / (layout.annotations or "TextVQA_0.5.1_val.json")
+    data = _read_json(annotation_file)
+    # eval_textvqa.py joins on (image_id, lower-cased question): LLaVA's question_id holds the image id
+    by_key = {(a["image_id"], a["question"].lower()): a for a in data["data"]}
+    for row in rows:
+        annotation = by_key.get((row["question_id"], _textvqa_question(row["question"])))
+        if annotation is None:
+            raise UserError(f"{annotation_file} has no question matching {row['question'][:60]!r}")
+        row.update(answers=annotation["answers"], image_id=annotation["image_id"])
+    return LlavaEvalRows(
+        rows,
+        folder / layout.images,
+        [questions_file, annotation_file],
+        f"llava_eval:{layout.folder}/{layout.questions}",
+    )
+
+
+def _mmvet(task: TaskConfig, layout: LlavaEvalConfig, folder: Path, questions_file: Path) -> LlavaEvalRows:
+    rows = _loader_rows(questions_file)
+    answers_file = folder / (layout.annotations or "mm-vet.json")
+    answers = _read_json(answers_file)  # MM-Vet's {"v1_<n>": {"question", "answer", "capability", ...}}
+    for row in rows:
+        key = f"v1_{row['question_id']}"  # convert_mmvet_for_eval.py's key
+        gold = answers.get(key)
+        if gold is None:
+            raise UserError(f"{answers_file} has no {key!r}, which {questions_file.name} asks")
+        row.update(answer=gold["answer"], capability=gold["capability"])
+    return LlavaEvalRows(
+        rows,
+        folder / layout.images,
+        [questions_file, answers_file],
+        f"llava_eval:{layout.folder}/{layout.questions}",
+    )
+
+
+def _llava_wild(
+    task: TaskConfig, layout: LlavaEvalConfig, folder: Path, questions_file: Path
+) -> LlavaEvalRows:
+    rows = _loader_rows(questions_file, ("category",))
+    context_file = folder / "context.jsonl"
+    answers_file = folder / (layout.annotations or "answers_gpt4.jsonl")
+    # eval_gpt_review_bench.py: the caption by image, GPT-4's answers zipped with the questions by position
+    captions = {context["image"]: context["caption"] for context in _read_jsonl(context_file)}
+    gpt_answers = _read_jsonl(answers_file)
+    if len(gpt_answers) < len(rows):
+        raise UserError(f"{answers_file} has {len(gpt_answers)} answers for {len(rows)} questions")
+    for row, answer in zip(rows, gpt_answers, strict=False):
+        if row["image"] not in captions:
+            raise UserError(f"{context_file} has no caption for image {row['image']!r}")
+        row.update(caption=captions[row["image"]], gpt_answer=answer["text"])
+    return LlavaEvalRows(
+        rows,
+        folder / layout.images,
+        [questions_file, context_file, answers_file],
+        f"llava_eval:{layout.folder}/{layout.questions}",
+    )
+
+
+def _questions_only(
+    task: TaskConfig, layout: LlavaEvalConfig, folder: Path, questions_file: Path
+) -> LlavaEvalRows:
+    # VQAv2 test-dev: no answers anywhere; the submission file is graded on EvalAI
+    return LlavaEvalRows(
+        _loader_rows(questions_file),
+        folder / layout.images,
+        [questions_file],
+        f"llava_eval:{layout.folder}/{layout.questions}",
+    )
+
+
+_READERS: dict[str, Callable[[TaskConfig, LlavaEvalConfig, Path, Path], LlavaEvalRows]] = {
+    "pope": _pope,
+    "scienceqa": _scienceqa,
+    "gqa": _gqa,
+    "textvqa": _textvqa,
+    "mmvet": _mmvet,
+    "llava_wild": _llava_wild,
+    "questions_only": _questions_only,
+}
