@@ -151,7 +151,7 @@ def run_score(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the tasks and score verbs."""
+    """Add the tasks, score and protocols verbs."""
     tasks = subparsers.add_parser(
         "tasks", help="list the benchmark tasks", description="List the task registry (tasks/*.yaml)."
     )
@@ -199,3 +199,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="vqav2_testdev: local copy of the full VQAv2 test split; EvalAI wants an answer for each of its ids",
     )
     score.set_defaults(func=run_score)
+
+    from tinyllava_bench.tasks.protocols import register as register_protocols
+
+    register_protocols(subparsers)
