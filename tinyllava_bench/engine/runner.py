@@ -325,7 +325,7 @@ def _run_task(
             "task": task.model_dump(mode="json"),
             "protocol": protocol,
             "prompt": task.prompt_for(protocol).model_dump(mode="json"),
-            "generation": generation.model_dump(mode="json"),
+            "generation": generation.record(config.seed),  # a sampled answer belongs to its seed
             "data": data.fingerprint(),
         }
     )
@@ -351,7 +351,7 @@ def _run_task(
     for (i, fields, question), prompt, ids in zip(built, prompts, all_ids, strict=True):
         requests.append(Request(i, keys[i], question_ids[i], question, prompt, ids, fields))
     requests.sort(key=lambda r: -len(r.prompt_ids))  # longest first: out-of-memory shows up at once
-    generated = _generate(requests, data, model, generation.max_new_tokens, config, output, task.name, dist)
+    generated = _generate(requests, data, model, generation, config, output, task.name, dist)
     dist.barrier()
     if not dist.is_main:
         return {}, generated
@@ -389,12 +389,14 @@ def _generate(
     requests: list[Request],
     data: Any,
     model: Any,
-    max_new_tokens: int,
+    generation: Any,
     config: EvalConfig,
     output: Path,
     task: str,
     dist: Dist,
 ) -> int:
+    """Answers for `requests` with the task's generation settings; sampled tasks draw each sample's tokens from
+    a stream seeded by (--seed, task, row, question id), so batch size, sharding and resuming don't change them."""
     from tqdm.auto import tqdm
 
     if not requests:
@@ -412,21 +414,30 @@ def _generate(
         for batch in prepared_batches(
             requests, data.image, model.preprocessor, sizer.size, config.num_workers
         ):
-            records = _generate_batch(batch, model, max_new_tokens, sizer)
+            records = _generate_batch(batch, model, generation, sizer, config.seed, task)
             writer.write(records)
             bar.update(len(batch))
     return len(requests)
 
 
-def _generate_batch(batch: list[Prepared], model: Any, max_new_tokens: int, sizer: BatchSizer) -> list[dict]:
+def _generate_batch(
+    batch: list[Prepared], model: Any, generation: Any, sizer: BatchSizer, seed: int, task: str
+) -> list[dict]:
+    from tinyllava_bench.models.sampling import Sampling, sample_seed
+
     ready = [p for p in batch if p.error is None]
 
     def run(chunk: list[Prepared]) -> list[list[int]]:
+        sampling = None
+        if generation.sampling:
+            seeds = tuple(sample_seed(seed, task, p.request.index, p.request.question_id) for p in chunk)
+            sampling = Sampling(generation.temperature, seeds, top_k=generation.top_k, top_p=generation.top_p)
         return model.generate_ids(
             [p.pixels for p in chunk],
             [p.request.question for p in chunk],
-            max_new_tokens=max_new_tokens,
+            max_new_tokens=generation.max_new_tokens,
             prompt_ids=[p.request.prompt_ids for p in chunk],
+            sampling=sampling,
         )
 
     outputs: dict[int, tuple[str | None, str | None]] = {}
@@ -526,7 +537,7 @@ def _score_task(
         "protocol": config.protocol,
         "judge_model": scored.get("judge_model"),
         "dataset": data.provenance(),
-        "generation": task.generation_for(config.protocol).model_dump(mode="json"),
+        "generation": task.generation_for(config.protocol).record(config.seed),
         "limit": config.limit,
     }
 

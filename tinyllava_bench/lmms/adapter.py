@@ -1,8 +1,9 @@
 """lmms-eval model `tinyllava_bench`: any TinyLLaVA checkpoint via `load_model`, batched answers and log-likelihoods.
 
 Rules (also in the class docstring): one image per prompt (`multi_image=first|error` for documents with several),
-text-only documents use the template without `<image>\\n`, greedy decoding only, `until` cuts the decoded answer at
-the first stop string, log-likelihoods are losses (-sum log-prob) of the continuation after the prompt.
+text-only documents use the template without `<image>\\n`, generation as lmms-eval 0.7.3's own `tinyllava` model
+(sampling exactly when temperature > 0, seeded; 1024 new tokens when the task gives none; `until` never cuts the
+answer unless `cut_at_until=true`), log-likelihoods are losses (-sum log-prob) of the continuation after the prompt.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from tinyllava_bench.errors import UserError
+from tinyllava_bench.models.sampling import Sampling, sample_seed
 from tinyllava_bench.models.templates import IMAGE_PLACEHOLDER
 from tinyllava_bench.models.tinyllava import ModelSettings, TinyLlava
 from tinyllava_bench.models.tokenization import IMAGE_TOKEN_INDEX, tokenize_with_images
@@ -28,7 +30,11 @@ LOAD_OVERRIDES = tuple(sorted(set(ModelSettings.__dataclass_fields__) - {"layout
     "trust_remote_code",
 )
 MULTI_IMAGE_RULES = ("first", "error")
-DEFAULT_MAX_NEW_TOKENS = 128
+# lmms-eval 0.7.3's tinyllava model: max_new_tokens 1024 when a task gives none, and sampling (temperature > 0)
+# with the top_k transformers' GenerationConfig leaves in force (it passes none)
+DEFAULT_MAX_NEW_TOKENS = 1024
+SAMPLING_TOP_K = 50
+DEFAULT_SEED = 0
 # lmms-eval 0.7.3 passes every model output through unwrap_generation_output, which turns a (float, bool)
 # log-likelihood pair into its string and breaks multiple-choice scoring; a GenerationResult carries it through.
 _PAIRS_SURVIVE_LMMS_EVAL = unwrap_generation_output((1.5, True))[0] == (1.5, True)
@@ -43,6 +49,7 @@ class _Row:
     image: Image.Image | None
     image_key: Any = None  # requests of one document share the image: encode it once per batch
     continuation_length: int = 0
+    seed: int = 0  # generation: the document's sampling stream
 
 
 class TinyLlavaBench(lmms):
@@ -50,17 +57,23 @@ class TinyLlavaBench(lmms):
 
     model_args: `pretrained` (required), `device` (default cuda if available, else cpu), `dtype` (float32 |
     bfloat16 | float16; default float32 on CPU, float16 on GPU), `batch_size` (wins over the CLI's --batch_size),
-    `max_new_tokens` (used when a task gives none; default 128), `multi_image` (`first`: a document with several
-    images is answered on its first one, with a warning; `error`: refuse it), and any load_model override
-    (`template`, `image_aspect`, `vision_select`, `vision_layer`, `max_length`, `strip_question`, `connector`,
-    `trust_remote_code`).
+    `max_new_tokens` (used when a task gives none; default 1024, lmms-eval's tinyllava's), `cut_at_until`
+    (false: the answer is the whole decoded text, as lmms-eval's `tinyllava` and `llava_hf` return it; true: cut
+    at the first `until` string and stripped, the convention of lmms-eval's other models), `seed` (sampling
+    streams; default 0), `multi_image` (`first`: a document with several images is answered on its first one,
+    with a warning; `error`: refuse it), and any load_model override (`template`, `image_aspect`,
+    `vision_select`, `vision_layer`, `max_length`, `strip_question`, `connector`, `trust_remote_code`).
 
     - Prompts: lmms-eval's context is the question, rendered with the checkpoint's template exactly as
       `TinyLlava.generate` does; a `<image>` already in the context is removed (the template places the image).
     - Text-only documents (no visual) get the template without `<image>\\n` and run on the language model alone,
       as LLaVA's ScienceQA script did for questions without an image.
-    - Generation is greedy; a task asking for sampling or beams gets a warning and greedy answers. The decoded
-      answer is cut at the first `until` string, then stripped.
+    - Generation follows lmms-eval 0.7.3's `tinyllava` model: a task's `max_new_tokens` (1024 when absent; other
+      keys such as `max_gen_toks` are not read, as there); sampling exactly when `temperature` > 0 (its
+      `do_sample` is not read), with its `top_p` and transformers' top_k 50, each document drawing from its own
+      stream seeded by (seed, task, doc_id) so batches never change an answer; `until` and
+      `image_aspect_ratio` are accepted and ignored. The answer is the decoded text, not stripped (lmms-eval
+      strips it before scoring). Beam search is not implemented: `num_beams` > 1 gets a warning and one beam.
     - Log-likelihood: returns the loss -sum(log-probs) of the continuation's tokens after the prompt, EOS
       excluded, because lmms-eval 0.7.3 scores multiple choice by argmin. multiple_choice continuations come
       with their delimiter (" red"); the bare target of a `loglikelihood` task gets one space, as the answer
@@ -77,6 +90,8 @@ class TinyLlavaBench(lmms):
         batch_size: int | str = 1,
         max_batch_size: int | None = None,  # lmms-eval always passes it; batches are fixed at batch_size
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        cut_at_until: bool | str = False,
+        seed: int | str = DEFAULT_SEED,
         multi_image: str = "first",
         **overrides: Any,
     ) -> None:
@@ -89,7 +104,7 @@ class TinyLlavaBench(lmms):
         if unknown:
             raise UserError(
                 f"tinyllava_bench: unknown model_args {', '.join(unknown)}; known: pretrained, device, dtype, "
-                f"batch_size, max_new_tokens, multi_image, {', '.join(LOAD_OVERRIDES)}"
+                f"batch_size, max_new_tokens, cut_at_until, seed, multi_image, {', '.join(LOAD_OVERRIDES)}"
             )
         if multi_image not in MULTI_IMAGE_RULES:
             raise UserError(
@@ -97,6 +112,8 @@ class TinyLlavaBench(lmms):
             )
         self._batch_size = _positive_int(batch_size, "batch_size")
         self.default_max_new_tokens = _positive_int(max_new_tokens, "max_new_tokens")
+        self.cut_at_until = _boolean(cut_at_until, "cut_at_until")
+        self.seed = _whole_number(seed, "seed")
         self.multi_image = multi_image
         self._warned: set[str] = set()
 
@@ -194,49 +211,63 @@ class TinyLlavaBench(lmms):
 
     # ----- generation --------------------------------------------------------------------------------------------
     def generate_until(self, requests: list[Instance]) -> list[str]:
-        """Greedy answers; batches of `batch_size` prompts of similar length, cut at the first `until` string."""
-        rows, stops, budgets = [], [], []
+        """Answers as lmms-eval's `tinyllava` gives them (see the class docstring); batches of `batch_size`
+        prompts of similar length and the same settings."""
+        rows, stops, settings = [], [], []
         for index, request in enumerate(requests):
             context, gen_kwargs, doc_to_visual, doc_id, task, split = request.args[:6]
             gen_kwargs = dict(gen_kwargs or {})
-            self._check_greedy(task, gen_kwargs)
             image = self.document_image(doc_to_visual, doc_id, task, split)
             ids = self.encode_text(self.render_prompt(context, with_image=image is not None))
-            rows.append(_Row(index, ids, image))
+            rows.append(_Row(index, ids, image, seed=sample_seed(self.seed, task, doc_id)))
             stops.append(_stop_strings(gen_kwargs.get("until")))
-            budgets.append(self._max_new_tokens(gen_kwargs))
+            settings.append(self._decoding(task, gen_kwargs))
 
         answers: list[str] = [""] * len(requests)
-        groups = _group(rows, key=lambda row: (row.image is not None, budgets[row.index]))
+        groups = _group(rows, key=lambda row: (row.image is not None, settings[row.index]))
         progress = tqdm(total=len(rows), disable=self.rank != 0, desc="tinyllava_bench generate")
-        for (has_image, budget), group in groups.items():
+        for (has_image, (budget, temperature, top_p)), group in groups.items():
             for batch in _batches(group, self.batch_size):
                 ids = [row.ids for row in batch]
+                sampling = None
+                if temperature > 0:
+                    seeds = tuple(row.seed for row in batch)
+                    sampling = Sampling(temperature, seeds, top_k=SAMPLING_TOP_K, top_p=top_p)
                 if has_image:
                     images = [row.image for row in batch]
-                    token_ids = self._model.generate_ids(images, [""] * len(batch), budget, prompt_ids=ids)
+                    token_ids = self._model.generate_ids(
+                        images, [""] * len(batch), budget, prompt_ids=ids, sampling=sampling
+                    )
                 else:
-                    token_ids = self._model.greedy_from_ids(ids, None, budget)
+                    token_ids = self._model.generate_from_ids(ids, None, budget, sampling=sampling)
                 texts = self.tokenizer.batch_decode(token_ids, skip_special_tokens=True)
                 for row, text in zip(batch, texts):
-                    answers[row.index] = _cut_at_stop(text, stops[row.index]).strip()
+                    if self.cut_at_until:
+                        text = _cut_at_stop(text, stops[row.index]).strip()
+                    answers[row.index] = text
                 progress.update(len(batch))
         progress.close()
         return answers
 
-    def _max_new_tokens(self, gen_kwargs: dict[str, Any]) -> int:
-        value = gen_kwargs.get("max_new_tokens", gen_kwargs.get("max_gen_toks"))
-        return self.default_max_new_tokens if value is None else _positive_int(value, "max_new_tokens")
-
-    def _check_greedy(self, task: str, gen_kwargs: dict[str, Any]) -> None:
-        sampling = bool(gen_kwargs.get("do_sample")) or float(gen_kwargs.get("temperature") or 0) > 0
-        beams = int(gen_kwargs.get("num_beams") or 1) > 1
-        if sampling or beams:
-            self._warn_once(
-                f"greedy:{task}",
-                f"task {task} asks for {'sampling' if sampling else 'beam search'}; tinyllava_bench decodes "
-                "greedily (as the paper's evaluation did)",
+    def _decoding(self, task: str, gen_kwargs: dict[str, Any]) -> tuple[int, float, float | None]:
+        """(max_new_tokens, temperature, top_p) read from a request as lmms-eval's tinyllava reads them."""
+        value = gen_kwargs.get("max_new_tokens")
+        budget = self.default_max_new_tokens if value is None else _positive_int(value, "max_new_tokens")
+        temperature = _number(gen_kwargs.get("temperature", 0) or 0, "temperature")
+        top_p = gen_kwargs.get("top_p")
+        top_p = None if top_p is None else _number(top_p, "top_p")
+        if temperature < 0 or (top_p is not None and not 0 < top_p <= 1):
+            raise UserError(
+                f"tinyllava_bench: task {task} asks for temperature={temperature}, top_p={top_p}; "
+                "give temperature >= 0 and top_p in (0, 1]"
             )
+        if int(gen_kwargs.get("num_beams") or 1) > 1:
+            self._warn_once(
+                f"beams:{task}",
+                f"task {task} asks for beam search; tinyllava_bench decodes with one beam "
+                f"({'sampling' if temperature > 0 else 'greedy'})",
+            )
+        return budget, temperature if temperature > 0 else 0.0, top_p if temperature > 0 else None
 
     def generate_until_multi_round(self, requests: list[Instance]) -> list[str]:
         raise NotImplementedError(
@@ -346,6 +377,31 @@ def _positive_int(value: Any, name: str) -> int:
     if number < 1 or str(number) != str(value).strip():
         raise UserError(f"tinyllava_bench: {name}={value!r}; give a positive whole number")
     return number
+
+
+def _whole_number(value: Any, name: str) -> int:
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise UserError(f"tinyllava_bench: {name}={value!r}; give a whole number") from None
+
+
+def _number(value: Any, name: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"tinyllava_bench: generation_kwargs {name}={value!r}; give a number") from None
+
+
+def _boolean(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise UserError(f"tinyllava_bench: {name}={value!r}; give true or false")
 
 
 def _flatten(visuals: Any) -> Iterator[Any]:

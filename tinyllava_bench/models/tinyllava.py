@@ -12,6 +12,7 @@ from PIL import Image
 from torch import nn
 
 from tinyllava_bench.models.preprocess import ImagePreprocessor
+from tinyllava_bench.models.sampling import Sampling, SeededSampler
 from tinyllava_bench.models.templates import get_template
 from tinyllava_bench.models.tokenization import (
     IGNORE_INDEX,
@@ -181,20 +182,33 @@ class TinyLlava(nn.Module):
         questions: Sequence[str],
         max_new_tokens: int = 128,
         prompt_ids: Sequence[Sequence[int]] | None = None,
+        sampling: Sampling | None = None,
     ) -> list[list[int]]:
-        """Greedy generation for a batch (left padded); each list ends at and includes the first EOS."""
+        """Generation for a batch (left padded); each list ends at and includes the first EOS.
+
+        Greedy unless `sampling` is given (then each row samples from its own seeded stream, see models/sampling.py).
+        """
         if len(images) != len(questions):
             raise ValueError(f"{len(images)} images but {len(questions)} questions")
         if not questions:
             return []
         ids = prompt_ids if prompt_ids is not None else [self.prompt_ids(q) for q in questions]
-        return self.greedy_from_ids(ids, self.encode_images(self._batch_pixels(images)), max_new_tokens)
+        features = self.encode_images(self._batch_pixels(images))
+        return self.generate_from_ids(ids, features, max_new_tokens, sampling=sampling)
 
     @torch.inference_mode()
-    def greedy_from_ids(
-        self, ids: Sequence[Sequence[int]], image_features: torch.Tensor | None, max_new_tokens: int
+    def generate_from_ids(
+        self,
+        ids: Sequence[Sequence[int]],
+        image_features: torch.Tensor | None,
+        max_new_tokens: int,
+        sampling: Sampling | None = None,
     ) -> list[list[int]]:
-        """Greedy generation from token ids (IMAGE_TOKEN_INDEX where `image_features` go; none for text-only)."""
+        """Generation from token ids (IMAGE_TOKEN_INDEX where `image_features` go; none for text-only)."""
+        if sampling is not None and len(sampling.seeds) != len(ids):
+            raise ValueError(f"{len(ids)} prompts but {len(sampling.seeds)} sampling seeds")
+        from transformers import LogitsProcessorList
+
         inputs = self.splice(ids, image_features, padding_side="left")
         eos = self.eos_token_ids()
         pad = self.tokenizer.pad_token_id
@@ -204,7 +218,9 @@ class TinyLlava(nn.Module):
             inputs_embeds=inputs["inputs_embeds"],
             attention_mask=inputs["attention_mask"],
             max_new_tokens=max_new_tokens,
+            # sampling runs as a processor on greedy decoding: per-row seeded draws, independent of the batch
             do_sample=False,
+            logits_processor=LogitsProcessorList([SeededSampler(sampling)]) if sampling else None,
             num_beams=1,
             temperature=None,
             top_p=None,
@@ -235,9 +251,12 @@ class TinyLlava(nn.Module):
         images: Sequence[Image.Image | torch.Tensor],
         questions: Sequence[str],
         max_new_tokens: int = 128,
+        sampling: Sampling | None = None,
     ) -> list[str]:
-        """Greedy answers, decoded without special tokens and stripped, as the original eval scripts."""
-        return self.decode(self.generate_ids(images, questions, max_new_tokens=max_new_tokens))
+        """Answers (greedy unless `sampling`), decoded without special tokens and stripped, as the eval scripts."""
+        return self.decode(
+            self.generate_ids(images, questions, max_new_tokens=max_new_tokens, sampling=sampling)
+        )
 
     def decode(self, token_ids: Sequence[Sequence[int]]) -> list[str]:
         return [text.strip() for text in self.tokenizer.batch_decode(token_ids, skip_special_tokens=True)]

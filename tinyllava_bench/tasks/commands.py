@@ -179,7 +179,7 @@ def _score_exit_status(result: Mapping[str, Any], max_error_rate: float) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the tasks and score verbs."""
+    """Add the tasks, score and protocols verbs."""
     tasks = subparsers.add_parser(
         "tasks", help="list the benchmark tasks", description="List the task registry (tasks/*.yaml)."
     )
@@ -236,3 +236,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     score.set_defaults(func=run_score)
     score.epilog = EXIT_STATUS_HELP
     score.formatter_class = argparse.RawDescriptionHelpFormatter
+
+    from tinyllava_bench.tasks.protocols import register as register_protocols
+
+    register_protocols(subparsers)

@@ -124,9 +124,32 @@ class PromptConfig(_Strict):
 
 
 class GenerationConfig(_Strict):
+    """Decoding settings. Sampling happens exactly when temperature > 0, the rule of LLaVA's eval scripts and of
+    lmms-eval's `tinyllava` (which ignores a task's `do_sample: false`); temperature 0 is greedy decoding."""
+
     max_new_tokens: int = Field(gt=0)
     temperature: float = Field(default=0.0, ge=0)
     num_beams: int = Field(default=1, ge=1)
+    top_p: float | None = Field(default=None, gt=0, le=1)  # sampling only; None: no nucleus cut
+    top_k: int | None = Field(default=None, ge=0)  # sampling only; None or 0: no top-k cut
+
+    @model_validator(mode="after")
+    def _one_beam(self) -> GenerationConfig:
+        if self.num_beams != 1:
+            raise ValueError("num_beams: beam search is not implemented; use 1 (every protocol here does)")
+        return self
+
+    @property
+    def sampling(self) -> bool:
+        return self.temperature > 0
+
+    def record(self, seed: int) -> dict[str, Any]:
+        """The settings as results.json records them: the YAML fields, whether it sampled, and the seed if so."""
+        return {
+            **self.model_dump(mode="json"),
+            "do_sample": self.sampling,
+            "seed": seed if self.sampling else None,
+        }
 
 
 class JudgeConfig(_Strict):

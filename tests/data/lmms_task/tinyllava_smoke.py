@@ -1,4 +1,4 @@
-"""Document functions of the two smoke tasks that tests/test_lmms_plugin.py runs through lmms-eval's CLI."""
+"""Document functions of the smoke tasks that tests/test_lmms_plugin.py runs through lmms-eval's CLI."""
 
 from __future__ import annotations
 
