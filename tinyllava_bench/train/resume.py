@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -167,7 +166,3 @@ def finite_json(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [finite_json(v) for v in value]
     return value
-
-
-def absolute(path: str | os.PathLike[str] | None) -> str | None:
-    return None if path is None else str(Path(path).expanduser().absolute())
