@@ -176,6 +176,7 @@ def test_plan_config_overrides_variant(tmp_path):
         "stage_overrides:\n  share-pretrain: {vision: partial(1)}\n"
         "data:\n  finetune: {json: ft.json, images: imgs}\n"
     )
+    (tmp_path / "llm").mkdir()  # a local model path must exist (it would be taken for a malformed hub id)
     plan = _plan(tmp_path, config=config, stages=["share-pretrain", "finetune"])
     assert plan.model.llm == str((tmp_path / "llm").resolve())  # relative to the config file
     assert plan.model.template == "phi" and plan.recipe.model_max_length == 512

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -98,6 +99,20 @@ def _summary(result: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _refuse_inputs_as_outputs(outputs: list[Path | None], inputs: list[str | Path | None]) -> None:
+    """An --output or --submission that names an input file (predictions, data, test questions) would overwrite
+    it with the score: refuse before anything is read or written."""
+    from tinyllava_bench.errors import UserError
+
+    for output in filter(None, outputs):
+        for source in filter(None, inputs):
+            same = output.exists() and Path(source).exists() and os.path.samefile(output, source)
+            if same or output.resolve() == Path(source).resolve():
+                raise UserError(
+                    f"{output} is an input of this score ({source}); write the score to another file"
+                )
+
+
 def run_score(args: argparse.Namespace) -> int:
     from tinyllava_bench.errors import UserError, run_phase
     from tinyllava_bench.tasks.registry import load_task
@@ -122,6 +137,8 @@ def _score(args: argparse.Namespace, task: Any, predictions_path: Path, output: 
     from tinyllava_bench.tasks.submission import write_submission
 
     data = load_task_data(task, args.data, args.data_root, need_images=False, protocol=args.protocol)
+    inputs = [predictions_path, args.data, args.test_questions, data.provenance()["local_path"]]
+    _refuse_inputs_as_outputs([output, Path(args.submission) if args.submission else None], inputs)
     question_ids = data.question_ids()
     matched = load_predictions(predictions_path, question_ids, task.name)
     judge = None

@@ -67,6 +67,18 @@ def _configure_logging(quiet: bool) -> None:
     log.setLevel(logging.WARNING if quiet or int(os.environ.get("RANK", "0")) else logging.INFO)
 
 
+def resume_command(argv: list[str] | None = None) -> str:
+    """This command line with --resume: what continues an interrupted run from its last checkpoint."""
+    import shlex
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] != ["train"]:  # called from Python (cli.main), not from a command line
+        return "the same train command with --resume"
+    if "--resume" not in argv:
+        argv.append("--resume")
+    return shlex.join(["tinyllava-bench", *argv])
+
+
 def run_train(args: argparse.Namespace) -> int:
     from tinyllava_bench.errors import UserError
 
@@ -100,7 +112,12 @@ def run_train(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     plan = build_plan(args.variant, args.config, options)
-    folders = run_training(plan)
+    try:
+        folders = run_training(plan)
+    except KeyboardInterrupt:
+        # the generic message says "rerun the same command", which a started stage refuses without --resume
+        print(f"interrupted: continue with {resume_command()}", file=sys.stderr)
+        return 130
     if int(os.environ.get("RANK", "0")) == 0:
         for folder in folders:
             print(folder)

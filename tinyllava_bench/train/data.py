@@ -7,10 +7,12 @@ the image. Every record is tokenised up front, so the run knows exactly how many
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +20,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from tinyllava_bench.errors import UserError
 from tinyllava_bench.models.templates import IMAGE_PLACEHOLDER, Template
 from tinyllava_bench.models.tokenization import IGNORE_INDEX, IMAGE_TOKEN_INDEX, encode_conversation
+from tinyllava_bench.tasks.encoding import json_lines, not_utf8_error
+from tinyllava_bench.tasks.images import MAX_IMAGE_PIXELS
 
 logger = logging.getLogger("tinyllava_bench.train")
 
@@ -36,6 +40,12 @@ SKIP_MISSING_IMAGE = "missing_image_file"
 SKIP_NO_IMAGE_IN_CAPTION_STAGE = "text_only_in_caption_stage"
 SKIP_IMAGE_PAST_LIMIT = "image_past_model_max_length"
 SKIP_NO_TARGET = "no_answer_tokens_within_model_max_length"
+SKIP_BAD_IMAGE_FIELD = "image_field_not_a_path"
+SKIP_BAD_TEXT = "text_not_unicode"
+SKIP_UNREADABLE_IMAGE = "unreadable_image"
+# counted while training: an image readable when the data was prepared that no longer is
+SKIP_IMAGE_FAILED_IN_TRAINING = "image_unreadable_during_training"
+IMAGE_ERRORS_KEPT = 20
 
 
 @dataclass
@@ -54,12 +64,15 @@ class DataReport:
     skipped_examples: dict[str, list[str]] = field(default_factory=dict)
     tokens: int = 0  # spliced tokens of the kept samples (image tokens included)
     target_tokens: int = 0
+    image_errors: list[dict[str, str]] = field(default_factory=list)  # {id, image, reason}, the first few
 
-    def skip(self, reason: str, record_id: str) -> None:
+    def skip(self, reason: str, record_id: str, detail: tuple[str, str] | None = None) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
         examples = self.skipped_examples.setdefault(reason, [])
         if len(examples) < 5:
             examples.append(record_id)
+        if detail is not None and len(self.image_errors) < IMAGE_ERRORS_KEPT:
+            self.image_errors.append({"id": record_id, "image": detail[0], "reason": detail[1]})
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -75,6 +88,7 @@ class DataReport:
             "skipped_examples": dict(self.skipped_examples),
             "tokens": self.tokens,
             "target_tokens": self.target_tokens,
+            "image_errors": list(self.image_errors),
         }
 
     def summary(self) -> str:
@@ -104,9 +118,13 @@ def read_records(path: Path) -> list[dict[str, Any]]:
         raise UserError(f"{path}: no such data file; see docs/training.md for the data-root layout")
     try:
         if path.suffix == ".jsonl":
-            records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            # json_lines names the file's own line (json.loads of one line would call every line "line 1")
+            with open(path, encoding="utf-8") as handle:
+                records = [record for _, record in json_lines(handle, path)]
         else:
-            records = json.loads(path.read_text())
+            records = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise not_utf8_error(path, exc) from None
     except ValueError as exc:
         raise UserError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
@@ -138,21 +156,72 @@ def conversation_turns(record: dict[str, Any]) -> list[tuple[str, str]] | None:
     return turns
 
 
-def record_images(record: dict[str, Any]) -> list[str]:
+def record_images(record: dict[str, Any]) -> list[str] | None:
+    """The record's image paths; None when `image` is neither a path nor a list of paths."""
     image = record.get("image")
     if image is None:
         return []
-    return [image] if isinstance(image, str) else [str(i) for i in image]
+    if isinstance(image, str):
+        return [image]
+    if isinstance(image, list) and all(isinstance(name, str) for name in image):
+        return list(image)
+    return None
 
 
 def safe_image_path(image_folder: Path, relative: str) -> Path:
-    """`image_folder / relative`, refusing paths that leave the folder (absolute, `..`)."""
+    """`image_folder / relative`, refusing paths that leave the folder (absolute, `..`, or an image file that is a
+    symbolic link to somewhere outside it). Linked subfolders (`images/coco -> /data/coco`) are the layout's own
+    business and stay allowed; a link planted as the image itself is not."""
     normal = os.path.normpath(relative)
     if os.path.isabs(relative) or normal == ".." or normal.startswith(".." + os.sep):
         raise UserError(
             f"image path {relative!r} leaves the image folder {image_folder}; image paths must be relative to it"
         )
-    return image_folder / normal
+    path = image_folder / normal
+    if path.is_symlink():
+        target = Path(os.path.realpath(path))
+        folder = Path(os.path.realpath(path.parent))
+        if folder != target.parent and folder not in target.parents:
+            raise UserError(
+                f"image {relative!r} in {image_folder} is a symbolic link to {target}, outside the image folder; "
+                "copy the image in or link the folder that holds it"
+            )
+    return path
+
+
+class ImageUnreadable(Exception):
+    """An image that passed the check when the data was prepared could not be read while training."""
+
+
+def check_image(path: Path) -> str | None:
+    """Why the image at `path` cannot be trained on (header, size, decompression-bomb limit), or None."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return "missing"
+    return _image_problem(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=65536)
+def _image_problem(path: str, size: int, mtime_ns: int) -> str | None:
+    # keyed by size and time too: a file replaced on disk is checked again
+    if size == 0:
+        return "empty file (0 bytes)"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                if width * height > MAX_IMAGE_PIXELS:
+                    return f"{width}x{height} pixels, above the limit of {MAX_IMAGE_PIXELS} (a decompression bomb?)"
+                image.verify()  # PNG: every chunk's checksum; other formats: what their plugin checks
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        return f"too large to decode safely ({exc})"
+    except UnidentifiedImageError:
+        return "not an image PIL can read"
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        return f"damaged ({exc})"
+    return None
 
 
 def fit_to_length(
@@ -216,16 +285,34 @@ class ConversationDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         ids, labels = self.token_ids(index)
-        pixels = [self._load_image(name) for name in self.images[index]]
+        try:
+            pixels = [self._load_image(name) for name in self.images[index]]
+        except ImageUnreadable as exc:
+            # checked when the data was prepared, so the file changed since: skip the sample (the collator drops
+            # it and training.json counts it) rather than lose the run
+            logger.warning("sample %s skipped: %s", self.sample_ids[index], exc)
+            return {"skipped": self.sample_ids[index]}
         return {"input_ids": ids, "labels": labels, "images": pixels}
 
     def _load_image(self, name: str) -> torch.Tensor:
         path = safe_image_path(self.image_folder, name)
         try:
-            with Image.open(path) as image:
-                return self.preprocessor(image.convert("RGB"))
-        except OSError as exc:
-            raise UserError(f"{path}: cannot read the image ({exc}); fix or remove the file") from None
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(path) as image:
+                    if image.size[0] * image.size[1] > MAX_IMAGE_PIXELS:
+                        raise ImageUnreadable(
+                            f"{path}: {image.size[0]}x{image.size[1]} pixels, above the limit"
+                        )
+                    return self.preprocessor(image.convert("RGB"))  # as LLaVA's training code
+        except (
+            Image.DecompressionBombError,
+            Image.DecompressionBombWarning,
+            OSError,
+            ValueError,
+            SyntaxError,
+        ) as exc:
+            raise ImageUnreadable(f"{path}: cannot read the image ({exc})") from None
 
 
 @dataclass(frozen=True)
@@ -250,15 +337,32 @@ class EncodedRecord:
     truncated: bool
 
 
-def encode_record(
-    record: dict[str, Any], index: int, settings: EncodeSettings
-) -> EncodedRecord | tuple[str, str]:
-    """The record's tokens and labels, fitted to max_length; or (record id, why it is set aside)."""
+def _is_unicode(turns: list[tuple[str, str]]) -> bool:
+    """False when a value holds a lone surrogate (JSON's "\\ud800"), which no tokenizer can encode."""
+    try:
+        for question, answer in turns:
+            question.encode("utf-8")
+            answer.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+# A record set aside: (record id, reason), or (record id, reason, image, what is wrong with it)
+SetAside = tuple[str, ...]
+
+
+def encode_record(record: dict[str, Any], index: int, settings: EncodeSettings) -> EncodedRecord | SetAside:
+    """The record's tokens and labels, fitted to max_length; or (record id, why it is set aside[, image, detail])."""
     record_id = str(record.get("id", index))
     turns = conversation_turns(record)
     if turns is None:
         return record_id, SKIP_MALFORMED
     names = record_images(record)
+    if names is None:
+        return record_id, SKIP_BAD_IMAGE_FIELD
+    if not _is_unicode(turns):
+        return record_id, SKIP_BAD_TEXT
     if settings.caption_stage and not names:
         return record_id, SKIP_NO_IMAGE_IN_CAPTION_STAGE
     placeholders = 1 if settings.caption_stage else sum(q.count(IMAGE_PLACEHOLDER) for q, _ in turns)
@@ -266,6 +370,10 @@ def encode_record(
         return record_id, SKIP_PLACEHOLDERS
     if not all(safe_image_path(settings.image_folder, name).is_file() for name in names):
         return record_id, SKIP_MISSING_IMAGE
+    for name in names:
+        problem = check_image(safe_image_path(settings.image_folder, name))
+        if problem:
+            return record_id, SKIP_UNREADABLE_IMAGE, name, problem
     ids, labels = encode_conversation(settings.template, settings.tokenizer, turns)
     if ids.count(IMAGE_TOKEN_INDEX) != len(names):
         return record_id, SKIP_PLACEHOLDERS
@@ -291,14 +399,14 @@ def _start_worker(settings: EncodeSettings) -> None:
     _WORKER_SETTINGS = settings
 
 
-def _encode_chunk(chunk: list[tuple[int, dict[str, Any]]]) -> list[EncodedRecord | tuple[str, str]]:
+def _encode_chunk(chunk: list[tuple[int, dict[str, Any]]]) -> list[EncodedRecord | SetAside]:
     assert _WORKER_SETTINGS is not None
     return [encode_record(record, index, _WORKER_SETTINGS) for index, record in chunk]
 
 
 def _encode_all(
     records: list[dict[str, Any]], settings: EncodeSettings, workers: int, progress: bool, name: str
-) -> Iterator[EncodedRecord | tuple[str, str]]:
+) -> Iterator[EncodedRecord | SetAside]:
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -346,7 +454,7 @@ def _cache_key(settings: EncodeSettings, fingerprint: str) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
 
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 def build_dataset(
@@ -365,16 +473,20 @@ def build_dataset(
     """Tokenise every record of `data_path` through `template`, fit it to `max_length`, check its images.
 
     With `cache_dir`, the result is stored there (keyed by the data fingerprint, tokenizer, template and limits) and
-    read back by later calls: the other processes of a distributed run, or a resumed run.
+    read back by later calls: the other processes of a distributed run, or a resumed run. It is read back only while
+    every image it names (kept, missing or set aside) has the size and time it had: an image removed or replaced
+    since tokenises the data again.
     """
-    data_path, image_folder = Path(data_path), Path(image_folder)
+    data_path, image_folder = Path(data_path).absolute(), Path(image_folder).absolute()
     fingerprint = file_fingerprint(data_path) if data_path.is_file() else ""
     settings = EncodeSettings(template, tokenizer, image_folder, image_tokens, max_length, caption_stage)
     cache = Path(cache_dir) / f"tokenized-{_cache_key(settings, fingerprint)}" if cache_dir else None
     if cache is not None and (cache.with_suffix(".json")).is_file():
         dataset = _read_cache(cache, image_folder, preprocessor)
-        logger.info("%s (tokenised earlier: %s)", dataset.report.summary(), cache.with_suffix(".npz"))
-        return dataset
+        if dataset is not None:
+            logger.info("%s (tokenised earlier: %s)", dataset.report.summary(), cache.with_suffix(".npz"))
+            return dataset
+        logger.info("images changed since %s was tokenised: tokenising again", data_path)
     records = read_records(data_path)
     report = DataReport(str(data_path), str(image_folder), fingerprint, records=len(records))
     if not image_folder.is_dir() and any(record_images(r) for r in records):
@@ -384,7 +496,7 @@ def build_dataset(
     sizes, images, sample_ids, lengths = [], [], [], []
     for result in _encode_all(records, settings, workers, progress, data_path.name):
         if isinstance(result, tuple):
-            report.skip(result[1], result[0])
+            report.skip(result[1], result[0], (result[2], result[3]) if len(result) == 4 else None)
             continue
         report.truncated += result.truncated
         report.kept += 1
@@ -416,11 +528,24 @@ def build_dataset(
         report,
     )
     if cache is not None:
-        _write_cache(cache, dataset)
+        names = {name for r in records for name in (record_images(r) or [])}
+        _write_cache(cache, dataset, image_stats(image_folder, names))
     return dataset
 
 
-def _write_cache(cache: Path, dataset: ConversationDataset) -> None:
+def image_stats(image_folder: Path, names: Iterator[str] | set[str]) -> dict[str, list[int] | None]:
+    """(size, modification time) of each named image, None where there is no such file: what the cache depends on."""
+    stats: dict[str, list[int] | None] = {}
+    for name in sorted(names):
+        try:
+            stat = os.stat(os.path.join(image_folder, name))
+            stats[name] = [stat.st_size, stat.st_mtime_ns]
+        except (OSError, ValueError):
+            stats[name] = None
+    return stats
+
+
+def _write_cache(cache: Path, dataset: ConversationDataset, images: dict[str, list[int] | None]) -> None:
     """Arrays to `<cache>.npz`, the rest to `<cache>.json` (written last, atomically: its presence means done)."""
     cache.parent.mkdir(parents=True, exist_ok=True)
     partial = cache.parent / f".{cache.name}.{os.getpid()}"
@@ -432,13 +557,21 @@ def _write_cache(cache: Path, dataset: ConversationDataset) -> None:
         "images": [list(names) for names in dataset.images],
         "lengths": dataset.spliced_lengths,
         "report": dataset.report.to_dict(),
+        "image_stats": images,
     }
     partial.with_suffix(".json").write_text(json.dumps(meta))
     os.replace(partial.with_suffix(".json"), cache.with_suffix(".json"))
 
 
-def _read_cache(cache: Path, image_folder: Path, preprocessor: Any) -> ConversationDataset:
-    meta = json.loads(cache.with_suffix(".json").read_text())
+def _read_cache(cache: Path, image_folder: Path, preprocessor: Any) -> ConversationDataset | None:
+    """The cached dataset; None when an image it depends on changed (or the cache cannot be read)."""
+    try:
+        meta = json.loads(cache.with_suffix(".json").read_text())
+    except ValueError:
+        return None
+    stats = meta.get("image_stats", {})
+    if image_stats(image_folder, set(stats)) != stats:
+        return None
     with np.load(cache.with_suffix(".npz")) as arrays:
         ids, labels, offsets = arrays["ids"], arrays["labels"], arrays["offsets"]
     report = DataReport(**{k: v for k, v in meta["report"].items()})
@@ -465,8 +598,11 @@ class ConversationCollator:
 
     pad_token_id: int
 
-    def __call__(self, features: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        longest = max(len(f["input_ids"]) for f in features)
+    def __call__(self, features: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        # samples whose image failed to load are dropped here and named in the batch, so the trainer counts them
+        skipped = [f["skipped"] for f in features if "skipped" in f]
+        features = [f for f in features if "skipped" not in f]
+        longest = max((len(f["input_ids"]) for f in features), default=0)
         input_ids = torch.full((len(features), longest), self.pad_token_id, dtype=torch.long)
         labels = torch.full((len(features), longest), IGNORE_INDEX, dtype=torch.long)
         lengths = torch.zeros(len(features), dtype=torch.long)
@@ -477,7 +613,9 @@ class ConversationCollator:
             labels[row, :n] = torch.as_tensor(feature["labels"], dtype=torch.long)
             lengths[row] = n
             pixels.extend(feature["images"])
-        batch = {"input_ids": input_ids, "labels": labels, "lengths": lengths}
+        batch: dict[str, Any] = {"input_ids": input_ids, "labels": labels, "lengths": lengths}
+        if skipped:
+            batch["skipped"] = skipped
         if pixels:
             batch["pixel_values"] = torch.stack(pixels)
         return batch

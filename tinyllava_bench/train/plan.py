@@ -27,6 +27,7 @@ import yaml
 
 from tinyllava_bench.errors import UserError
 from tinyllava_bench.train.recipes import Recipe, customise_recipe, default_max_length, get_recipe
+from tinyllava_bench.train.validation import check_config, check_model_paths, check_options, check_stage
 
 MODEL_KEYS = (
     "llm",
@@ -112,7 +113,7 @@ class TrainingPlan:
             raise UserError(f"stage {stage!r} has no data: pass --data-root DIR (see docs/training.md)")
         json_path = Path(given["json"]) if given.get("json") else _data_file(root, data_key)
         images = Path(given["images"]) if given.get("images") else root / "images"
-        return json_path.expanduser(), images.expanduser()
+        return json_path.expanduser().absolute(), images.expanduser().absolute()
 
     def to_dict(self) -> dict[str, Any]:
         options = asdict(self.options)
@@ -147,6 +148,7 @@ def read_config(path: Path) -> dict[str, Any]:
         raise UserError(
             f"{path}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(CONFIG_KEYS)}"
         )
+    check_config(data, path)
     base = path.parent
     # local model folders in a config are relative to the config file
     for key in ("llm", "vision"):
@@ -213,13 +215,32 @@ def build_plan(variant: str | None, config_path: Path | None, options: RunOption
         recipe = replace(recipe, stages=stages)
     if options.seed is None:
         options = replace(options, seed=int(config.get("seed", 42)))
+    # training.json records where things were: absolute paths mean the same from any working directory
+    options = replace(
+        options,
+        output=Path(options.output).expanduser().absolute(),
+        data_root=Path(options.data_root).expanduser().absolute() if options.data_root else None,
+        init_from=_local_absolute(options.init_from),
+    )
+    spec = replace(spec, llm=_local_absolute(spec.llm) or "", vision=_local_absolute(spec.vision) or "")
+    check_model_paths(spec.llm, spec.vision)
     plan = TrainingPlan(spec, recipe, options, data=dict(config.get("data") or {}))
     _check_options(plan)
     return plan
 
 
+def _local_absolute(name: str | None) -> str | None:
+    """A local folder's absolute path; a hub id (or nothing) as given."""
+    if name and Path(name).expanduser().exists():
+        return str(Path(name).expanduser().absolute())
+    return name
+
+
 def _check_options(plan: TrainingPlan) -> None:
     options = plan.options
+    check_options(options)
+    for stage in plan.recipe.stages:
+        check_stage(stage)
     if options.stages is not None:
         unknown = [s for s in options.stages if s not in plan.recipe.stage_names]
         if unknown or not options.stages:

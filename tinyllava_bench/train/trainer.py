@@ -11,6 +11,7 @@ import contextlib
 import importlib.util
 import json
 import logging
+import math
 import os
 import shutil
 import time
@@ -22,17 +23,32 @@ from typing import Any
 import torch
 from torch import nn
 from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.modeling_outputs import CausalLMOutput
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from tinyllava_bench import __version__
+from tinyllava_bench.engine.store import write_atomic
 from tinyllava_bench.errors import UserError
 from tinyllava_bench.models.save import save_native
 from tinyllava_bench.models.templates import get_template
 from tinyllava_bench.models.tinyllava import TinyLlava
-from tinyllava_bench.train.data import ConversationCollator, ConversationDataset, build_dataset
+from tinyllava_bench.train.data import (
+    SKIP_IMAGE_FAILED_IN_TRAINING,
+    ConversationCollator,
+    ConversationDataset,
+    build_dataset,
+)
 from tinyllava_bench.train.freezing import apply_tuning, merge_lora, parameter_groups, trainable_counts
 from tinyllava_bench.train.plan import TrainingPlan
 from tinyllava_bench.train.recipes import MODULES, StageRecipe
+from tinyllava_bench.train.resume import (
+    check_same_run,
+    checkpoint_step,
+    finite_json,
+    stage_fingerprint,
+    usable_checkpoint,
+    whole_stage_loss,
+)
 from tinyllava_bench.train.sampler import ModalityGroupedSampler, ShuffleSampler
 
 logger = logging.getLogger("tinyllava_bench.train")
@@ -55,6 +71,7 @@ class TrainingModel(nn.Module):
     def __init__(self, model: TinyLlava) -> None:
         super().__init__()
         self.model = model
+        self.skipped: list[str] = []  # samples whose image could not be read while training
 
     def forward(
         self,
@@ -62,7 +79,13 @@ class TrainingModel(nn.Module):
         labels: torch.Tensor,
         lengths: torch.Tensor,
         pixel_values: torch.Tensor | None = None,
+        skipped: list[str] | None = None,
     ) -> Any:
+        self.skipped.extend(skipped or [])
+        if not len(input_ids):
+            # every sample of the batch was dropped: a zero loss that still reaches every trainable parameter
+            zero = sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0
+            return CausalLMOutput(loss=zero)
         sizes = lengths.tolist()
         ids = [row[:n] for row, n in zip(input_ids.tolist(), sizes)]
         targets = [row[:n] for row, n in zip(labels.tolist(), sizes)]
@@ -177,6 +200,38 @@ class LossLog(TrainerCallback):
             )
 
 
+class LogAtCheckpoints(TrainerCallback):
+    """Log the loss at every checkpoint, so a resumed stage can average the loss over all of its steps."""
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        if control.should_save:
+            control.should_log = True
+        return control
+
+
+class DivergenceStop(TrainerCallback):
+    """Stops the stage at the first logged non-finite loss or gradient norm (and saves no checkpoint of it).
+
+    The logged loss is the mean over all processes, so every process stops at the same step.
+    """
+
+    def __init__(self) -> None:
+        self.step: int | None = None
+        self.what = ""
+
+    def on_log(
+        self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any
+    ) -> Any:
+        for key in ("loss", "grad_norm"):
+            value = (logs or {}).get(key)
+            if isinstance(value, float) and not math.isfinite(value) and self.step is None:
+                self.step, self.what = state.global_step, f"{key} {value}"
+        if self.step is not None:
+            control.should_training_stop = True
+            control.should_save = False
+        return control
+
+
 class ProgressBar(ProgressCallback):
     """transformers' progress bar without its printing of every log dict (LossLog reports those)."""
 
@@ -196,13 +251,13 @@ class BatchSettings:
 
 
 def batch_settings(
-    stage: StageRecipe, per_device: int | None, grad_accum: int | None, world_size: int
+    stage: StageRecipe, per_device: int | None, grad_accum: int | None, world_size: int, quiet: bool = False
 ) -> BatchSettings:
     """Per-device batch and accumulation that reach the recipe's global batch (or what the user set)."""
     per_device = per_device or max(1, min(stage.per_device_batch_size, stage.global_batch_size // world_size))
     grad_accum = grad_accum or max(1, round(stage.global_batch_size / (per_device * world_size)))
     settings = BatchSettings(per_device, grad_accum, world_size)
-    if settings.global_batch != stage.global_batch_size:
+    if settings.global_batch != stage.global_batch_size and not quiet:
         logger.warning(
             "stage %s: global batch %d (%d per device x %d accumulation x %d processes) differs from the recipe's %d",
             stage.name,
@@ -259,14 +314,36 @@ def is_complete(stage_dir: Path) -> bool:
     return bool(record and record.get("status") == "complete")
 
 
+def _holds_progress(stage_dir: Path) -> bool:
+    """Whether a stage folder holds something a fresh start would lose: a finished stage, a checkpoint, or files
+    this trainer does not write before training begins (its start record and tokenised data are safe to redo)."""
+    if not stage_dir.is_dir():
+        return False
+    if is_complete(stage_dir):
+        return True
+    return any(entry.name not in (TRAINING_RECORD, TOKENIZED) for entry in stage_dir.iterdir())
+
+
+def fingerprint_of(plan: TrainingPlan, stage: StageRecipe, source: str | None) -> dict[str, Any]:
+    """The stage's fingerprint for this command (see train/resume.py)."""
+    options = plan.options
+    batch = batch_settings(
+        stage, options.per_device_batch_size, options.grad_accum, _world_size(), quiet=True
+    )
+    json_path, images = plan.data_paths(stage.name, stage.data)
+    return stage_fingerprint(plan, stage, source, batch, json_path, images)
+
+
+def write_record(stage_dir: Path, record: dict[str, Any]) -> None:
+    """training.json, atomically, without NaN or infinities (JSON has neither)."""
+    write_atomic(
+        Path(stage_dir) / TRAINING_RECORD, json.dumps(finite_json(record), indent=2, default=str) + "\n"
+    )
+
+
 def last_checkpoint(stage_dir: Path) -> str | None:
-    folder = Path(stage_dir) / CHECKPOINTS
-    steps = [
-        (int(p.name.split("-")[-1]), p)
-        for p in folder.glob("checkpoint-*")
-        if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()
-    ]
-    return str(max(steps)[1]) if steps else None
+    """The newest checkpoint of the stage that reads back whole (an older one when the newest was cut short)."""
+    return usable_checkpoint(Path(stage_dir) / CHECKPOINTS, TRAINABLE_WEIGHTS)
 
 
 def _world_size() -> int:
@@ -352,7 +429,7 @@ def preflight(plan: TrainingPlan) -> None:
     for stage_name in plan.stages:
         stage = plan.recipe.stage(stage_name)
         stage_dir = output / stage_name
-        if not plan.options.resume and stage_dir.exists() and any(stage_dir.iterdir()):
+        if not plan.options.resume and _holds_progress(stage_dir):
             raise UserError(
                 f"{stage_dir} already holds a run; pass --resume to continue it, or another --output"
             )
@@ -376,13 +453,16 @@ def run_training(plan: TrainingPlan, callbacks: Sequence[TrainerCallback] = ()) 
     done = []
     for stage_name in plan.stages:
         stage_dir = output / stage_name
+        stage, source = plan.recipe.stage(stage_name), sources[stage_name]
+        fingerprint = fingerprint_of(plan, stage, source)
+        if is_complete(stage_dir) or last_checkpoint(stage_dir):
+            check_same_run(stage_dir, read_record(stage_dir), fingerprint)
         if is_complete(stage_dir):
             logger.info("stage %s: already complete in %s, skipping", stage_name, stage_dir)
             done.append(stage_dir)
             continue
-        source = sources[stage_name]
         model = initial_model(plan) if source is None else load_stage_start(source, plan)
-        run_stage(plan, plan.recipe.stage(stage_name), model, stage_dir, source, callbacks)
+        run_stage(plan, stage, model, stage_dir, source, callbacks, fingerprint)
         done.append(stage_dir)
         del model
     return done
@@ -395,10 +475,16 @@ def run_stage(
     stage_dir: Path,
     source: str | None,
     callbacks: Sequence[TrainerCallback] = (),
+    fingerprint: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train `model` for one stage and write it (native layout) + training.json to `stage_dir`."""
     options = plan.options
     started = time.time()
+    fingerprint = fingerprint or fingerprint_of(plan, stage, source)
+    if _is_main_process() and not last_checkpoint(stage_dir):
+        # the start record: what this stage is trained with, for a later --resume to compare
+        start = {"record_version": RECORD_VERSION, "status": "running", "stage": stage.name}
+        write_record(stage_dir, {**start, "fingerprint": fingerprint})
     max_length = plan.recipe.max_length_of(stage)
     model.settings.max_length = max_length
     model.tokenizer.model_max_length = max_length
@@ -429,6 +515,7 @@ def run_stage(
         ddp_find_unused_parameters=False,
         deepspeed=ds_config,
         disable_tqdm=not options.progress,
+        logging_nan_inf_filter=False,  # a non-finite loss must show, not be replaced by the running mean
         use_cpu=not torch.cuda.is_available(),
     )
     template = get_template("pretrain") if stage.template == "pretrain" else model.template
@@ -462,12 +549,14 @@ def run_stage(
         {m: stage.lr_for(m) for m in MODULES if stage.tune(m).trains},
         {m: f"{c['trainable']:,}/{c['total']:,} ({stage.tune(m).describe()})" for m, c in counts.items()},
     )
+    divergence = DivergenceStop()
+    training_model = TrainingModel(model)
     trainer = TinyLlavaTrainer(
-        model=TrainingModel(model),
+        model=training_model,
         args=args,
         train_dataset=dataset,
         data_collator=ConversationCollator(_pad_id(model)),
-        callbacks=[LossLog(stage.name), *callbacks],
+        callbacks=[LossLog(stage.name), LogAtCheckpoints(), divergence, *callbacks],
         stage=stage,
         sampler_seed=options.seed,
     )
@@ -479,10 +568,26 @@ def run_stage(
     if resume_from:
         logger.info("stage %s: resuming from %s", stage.name, resume_from)
     result = trainer.train(resume_from_checkpoint=resume_from)
+    for sample_id in training_model.skipped:
+        dataset.report.skip(SKIP_IMAGE_FAILED_IN_TRAINING, sample_id)
     record = _record(
         plan, stage, model, dataset, batch, ds_config, source, resume_from, result, trainer, counts
     )
+    record["fingerprint"] = fingerprint
     record["wall_seconds"] = round(time.time() - started, 3)
+    loss = record["train_loss"]
+    if divergence.step is not None or (loss is not None and not math.isfinite(loss)):
+        step = divergence.step or trainer.state.global_step
+        what = divergence.what or f"mean loss {loss}"
+        record.update(status="diverged", diverged_at_step=step, diverged_on=what)
+        if trainer.is_world_process_zero():
+            write_record(stage_dir, record)
+        trainer.accelerator.wait_for_everyone()
+        raise UserError(
+            f"stage {stage.name!r} diverged: {what} by step {step} (logged every {options.logging_steps} steps); "
+            f"nothing was saved past the last checkpoint. Lower the learning rate and train into a new --output "
+            f"(see {stage_dir / TRAINING_RECORD})"
+        )
     save_stage(
         trainer, model, stage_dir, record, _uses_zero3(ds_config), keep_checkpoints=options.keep_checkpoints
     )
@@ -511,6 +616,11 @@ def _record(
     counts: dict[str, dict[str, int]],
 ) -> dict[str, Any]:
     metrics = dict(result.metrics)
+    resumed_at = (checkpoint_step(Path(resumed_from)) or 0) if resumed_from else 0
+    # transformers averages only the steps this session ran; the stage's loss is over all of them
+    train_loss = whole_stage_loss(
+        metrics.get("train_loss"), trainer.state.log_history, resumed_at, trainer.state.global_step
+    )
     losses = [
         {k: entry[k] for k in ("step", "loss", "learning_rate", "grad_norm") if k in entry}
         for entry in trainer.state.log_history
@@ -546,7 +656,7 @@ def _record(
         "deepspeed": ds_config,
         "device": str(trainer.args.device),
         "final_loss": losses[-1]["loss"] if losses else None,
-        "train_loss": metrics.get("train_loss"),
+        "train_loss": train_loss,
         "train_runtime_s": metrics.get("train_runtime"),
         "train_samples_per_second": metrics.get("train_samples_per_second"),
         "train_steps_per_second": metrics.get("train_steps_per_second"),
@@ -598,7 +708,7 @@ def save_stage(
         if not keep_checkpoints:
             shutil.rmtree(stage_dir / CHECKPOINTS, ignore_errors=True)
             shutil.rmtree(stage_dir / TOKENIZED, ignore_errors=True)
-        (stage_dir / TRAINING_RECORD).write_text(json.dumps(record, indent=2, default=str) + "\n")
+        write_record(stage_dir, record)
         logger.info(
             "stage %s: done in %.1fs (%s steps, final loss %s) -> %s",
             record["stage"],
