@@ -136,15 +136,18 @@ def test_caption_stage_template(tmp_path):
     assert dataset.spliced_lengths[0] == len(ids) - 1 + IMAGE_TOKENS
 
 
-def test_fit_to_length_never_splits_an_image():
+def test_fit_to_length_cuts_the_spliced_sequence_as_the_original():
     ids = [1, 2, IMAGE_TOKEN_INDEX, 3, 4, 5, 6]
     labels = [IGNORE_INDEX] * 4 + [4, 5, 6]
     # image = 4 tokens: full spliced length 6 + 4 = 10
-    assert fit_to_length(ids, labels, 4, 10) == (ids, labels, 10, None)
-    cut_ids, cut_labels, spliced, reason = fit_to_length(ids, labels, 4, 8)
-    assert (cut_ids, cut_labels, spliced, reason) == (ids[:5], labels[:5], 8, None)
-    assert fit_to_length(ids, labels, 4, 5)[3] == train_data.SKIP_IMAGE_PAST_LIMIT
-    assert fit_to_length(ids, labels, 4, 7)[3] == train_data.SKIP_NO_TARGET  # only position 3 left: no target
+    assert fit_to_length(ids, labels, 4, 10) == (ids, labels, 10)
+    assert fit_to_length(ids, labels, 4, 8) == (ids[:5], labels[:5], 8)
+    # an image across the limit keeps its placeholder (the model cuts its features), the sample is kept
+    assert fit_to_length(ids, labels, 4, 5) == (ids[:3], labels[:3], 5)
+    # nothing left to learn: kept all the same, as the original keeps it
+    assert fit_to_length(ids, labels, 4, 7) == (ids[:4], labels[:4], 7)
+    # an image wholly past the limit goes with its placeholder
+    assert fit_to_length(ids, labels, 4, 2) == (ids[:2], labels[:2], 2)
 
 
 def test_truncation_is_counted_and_matches_the_models_own_cut(tmp_path):
