@@ -136,3 +136,23 @@ def test_whitespace_token_before_an_answer_is_learned():
     ids, labels = encode_conversation(template, fast, [("<image>\nq", "2")])
     labelled = [fast.convert_ids_to_tokens(t) for t, label in zip(ids, labels) if label != IGNORE_INDEX]
     assert labelled[0] == " " and labelled[1] == "2"
+
+
+@pytest.mark.parametrize("name", list(EOS))
+def test_image_only_turn_renders_as_the_original(name):
+    """Both original codes strip the turn after moving `<image>` to its front: `USER: <image> ASSISTANT:`."""
+    eos = EOS[name]
+    text, spans = get_template(name).render_conversation([("<image>", "a1"), ("  <image>\n ", "a2")])
+    assert text == f"{SYSTEM} USER: <image> ASSISTANT: a1{eos}USER: <image> ASSISTANT: a2{eos}"
+    assert [text[s:e] for s, e in spans] == [f"a1{eos}", f"a2{eos}"]
+    # Factory's eval prompt strips the same way; the legacy eval keeps `<image>\n` before an empty question
+    template = get_template(name)
+    assert template.render_prompt("", strip_question=True) == f"{SYSTEM} USER: <image> ASSISTANT:"
+    assert template.render_prompt("<image>", strip_question=True) == f"{SYSTEM} USER: <image> ASSISTANT:"
+    assert template.render_prompt("", strip_question=False) == f"{SYSTEM} USER: <image>\n ASSISTANT:"
+
+
+def test_empty_answer_follows_factory():
+    text, spans = get_template("phi").render_conversation([("q", "")])
+    assert text == f"{SYSTEM} USER: q ASSISTANT: <|endoftext|>"
+    assert text[spans[0][0] : spans[0][1]] == "<|endoftext|>"

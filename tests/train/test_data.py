@@ -136,15 +136,18 @@ def test_caption_stage_template(tmp_path):
     assert dataset.spliced_lengths[0] == len(ids) - 1 + IMAGE_TOKENS
 
 
-def test_fit_to_length_never_splits_an_image():
+def test_fit_to_length_cuts_the_spliced_sequence_as_the_original():
     ids = [1, 2, IMAGE_TOKEN_INDEX, 3, 4, 5, 6]
     labels = [IGNORE_INDEX] * 4 + [4, 5, 6]
     # image = 4 tokens: full spliced length 6 + 4 = 10
-    assert fit_to_length(ids, labels, 4, 10) == (ids, labels, 10, None)
-    cut_ids, cut_labels, spliced, reason = fit_to_length(ids, labels, 4, 8)
-    assert (cut_ids, cut_labels, spliced, reason) == (ids[:5], labels[:5], 8, None)
-    assert fit_to_length(ids, labels, 4, 5)[3] == train_data.SKIP_IMAGE_PAST_LIMIT
-    assert fit_to_length(ids, labels, 4, 7)[3] == train_data.SKIP_NO_TARGET  # only position 3 left: no target
+    assert fit_to_length(ids, labels, 4, 10) == (ids, labels, 10)
+    assert fit_to_length(ids, labels, 4, 8) == (ids[:5], labels[:5], 8)
+    # an image across the limit keeps its placeholder (the model cuts its features), the sample is kept
+    assert fit_to_length(ids, labels, 4, 5) == (ids[:3], labels[:3], 5)
+    # nothing left to learn: kept all the same, as the original keeps it
+    assert fit_to_length(ids, labels, 4, 7) == (ids[:4], labels[:4], 7)
+    # an image wholly past the limit goes with its placeholder
+    assert fit_to_length(ids, labels, 4, 2) == (ids[:2], labels[:2], 2)
 
 
 def test_truncation_is_counted_and_matches_the_models_own_cut(tmp_path):
@@ -343,3 +346,114 @@ def test_tokenised_data_is_cached_by_content(tmp_path, monkeypatch):
     assert again.sample_ids == first.sample_ids
     with pytest.raises(AssertionError, match="tokenised again"):
         build([TEXT_ONLY])  # other content, other key
+
+
+@pytest.mark.parametrize(
+    ("family", "template"), [("phi", "phi"), ("llama", "v1"), ("gemma", "gemma"), ("qwen2", "qwen2_base")]
+)
+def test_end_of_answer_text_in_a_turn_masks_the_sample_as_the_original(tmp_path, family, template):
+    eos = get_template(template).eos
+    in_answer = {
+        "id": "eos-answer",
+        "conversations": [
+            {"from": "human", "value": "Quote it."},
+            {"from": "gpt", "value": f"It ends with {eos} here."},
+        ],
+    }
+    in_question = {
+        "id": "eos-question",
+        "conversations": [
+            {"from": "human", "value": "Say hi."},
+            {"from": "gpt", "value": "hi"},
+            {"from": "human", "value": f"What is {eos}?"},
+            {"from": "gpt", "value": "a token"},
+        ],
+    }
+    tokenizer = build_tokenizer(family)
+    dataset = _dataset(tmp_path, [in_answer, TEXT_ONLY, in_question], template, tokenizer=tokenizer)
+    assert dataset.report.kept == 3 and dataset.report.eos_text_masked == 2
+    assert "2 hold the end-of-answer text" in dataset.report.summary()
+    for index in (0, 2):  # kept (they take their batch slot, as in the original) but learn nothing
+        assert set(dataset.token_ids(index)[1]) == {IGNORE_INDEX}
+    assert len(_labelled_runs(dataset.token_ids(1)[1])) == 1
+    # the option trains on them, the end text inside an answer learned as part of it
+    (tmp_path / "keep").mkdir()
+    kept = build_dataset(
+        _write(tmp_path / "keep", [in_answer]),
+        tmp_path / "keep" / "images",
+        get_template(template),
+        tokenizer,
+        preprocessor_for("siglip", 28, "pad"),
+        image_tokens=IMAGE_TOKENS,
+        max_length=1024,
+        caption_stage=False,
+        progress=False,
+        keep_eos_text=True,
+    )
+    assert kept.report.eos_text_masked == 0
+    ids, labels = kept.token_ids(0)
+    runs = _labelled_runs(labels)
+    assert len(runs) == 1
+    assert tokenizer.decode([ids[p] for p in runs[0]]).strip() == f"It ends with {eos} here.{eos}"
+
+
+def test_end_of_answer_text_past_the_limit_keeps_the_labels_as_the_original(tmp_path):
+    """The original only masks when the rounds it could count stay below model_max_length."""
+    long_answer = " ".join(["word"] * 200)
+    record = {
+        "id": "late-eos",
+        "conversations": [
+            {"from": "human", "value": "Talk."},
+            {"from": "gpt", "value": long_answer},
+            {"from": "human", "value": "And <|endoftext|>?"},
+            {"from": "gpt", "value": "no"},
+        ],
+    }
+    dataset = _dataset(tmp_path, [record], "phi", max_length=160)
+    assert dataset.report.eos_text_masked == 0 and dataset.report.truncated == 1
+    assert any(label != IGNORE_INDEX for label in dataset.token_ids(0)[1])
+
+
+def test_cut_keeps_samples_the_original_keeps(tmp_path):
+    """An image across model_max_length, or no answer left: the original cuts the spliced sequence and trains on."""
+    from tinyllava_bench.models.tiny import build_tiny_model
+
+    late_image = {
+        "id": "late",
+        "image": "a.png",
+        "conversations": [
+            {"from": "human", "value": "Say hi."},
+            {"from": "gpt", "value": "hi there"},
+            {"from": "human", "value": "<image>\nWhat is it?"},
+            {"from": "gpt", "value": "a circle"},
+        ],
+    }
+    full = _dataset(tmp_path, [late_image], "phi")
+    ids, labels = full.token_ids(0)
+    image_at = ids.index(IMAGE_TOKEN_INDEX)
+    limit = image_at + 2  # the image's features start inside the limit and end past it
+    cut = _dataset(tmp_path, [late_image], "phi", max_length=limit)
+    assert cut.report.kept == 1 and cut.report.truncated == 1 and not cut.report.skipped
+    cut_ids, cut_labels = cut.token_ids(0)
+    assert (cut_ids, cut_labels) == (ids[: image_at + 1], labels[: image_at + 1])
+    assert cut.images == [("a.png",)] and cut.spliced_lengths == [limit]
+    # the earlier answer is still learned
+    assert len(_labelled_runs(cut_labels)) == 1
+    model = build_tiny_model("phi", "siglip", image_size=28, max_length=limit)
+    spliced = model.splice(
+        [cut_ids], torch.zeros(1, model.num_image_tokens, 32), labels=[cut_labels], padding_side="right"
+    )
+    assert spliced["inputs_embeds"].shape[1] == limit
+    # an image wholly past the limit: cut with its placeholder, the sample kept
+    early = _dataset(tmp_path, [late_image], "phi", max_length=image_at)
+    assert early.images == [()] and early.token_ids(0)[0] == ids[:image_at]
+    # nothing left to learn: kept and counted
+    none_left = _dataset(tmp_path, [late_image], "phi", max_length=5)
+    assert none_left.report.kept == 1 and none_left.report.no_target == 1
+    assert "1 no answer token" in none_left.report.summary()
+
+
+def test_modality_lengths_are_word_counts_as_the_original(tmp_path):
+    dataset = _dataset(tmp_path, [CONVERSATION, TEXT_ONLY], "phi")
+    words = sum(len(m["value"].split()) for m in CONVERSATION["conversations"])
+    assert dataset.modality_lengths == [words, -10]  # 9 words of the question + "no"

@@ -216,3 +216,48 @@ def test_config_errors(tmp_path):
         _plan(tmp_path, config=config)
     with pytest.raises(UserError, match="no such config"):
         _plan(tmp_path, config=tmp_path / "missing.yaml")
+
+
+def test_stage_image_aspect_and_deepspeed_follow_each_recipes_scripts(tmp_path):
+    # the paper's scripts: pretrain.sh sets no aspect (square) on ZeRO-2, finetune.sh pad on ZeRO-3
+    paper = _plan(tmp_path, "TinyLLaVA-share-Sig-Phi").recipe
+    assert [s.image_aspect for s in paper.stages] == ["square", "square", None]  # None: the card's pad
+    assert [s.deepspeed for s in paper.stages] == ["zero2", "zero3", "zero3"] and paper.source == "paper"
+    # TinyLLaVA_Factory's scripts: square throughout (the card's), ZeRO-3 for every full-tuning stage
+    for variant in ("Factory-Phi2-Sig-base", "Factory-Phi2-Sig-share", "Factory-Qwen2-0.5B-Sig-base"):
+        factory = _plan(tmp_path, variant)
+        assert factory.recipe.source == "factory" and factory.model.image_aspect == "square"
+        assert all(s.deepspeed == "zero3" for s in factory.recipe.stages)
+        assert factory.recipe.stage("pretrain").image_aspect == "square"
+    lora = _plan(tmp_path, "Factory-Phi2-Sig-base-lora").recipe
+    assert [s.deepspeed for s in lora.stages] == ["zero3", "zero2"]
+    assert override_stage(paper.stage("pretrain"), {"image_aspect": "pad"}).image_aspect == "pad"
+    with pytest.raises(UserError, match="image_aspect"):
+        override_stage(paper.stage("pretrain"), {"image_aspect": "stretch"})
+
+
+def test_precision_and_checkpointing_default_to_the_originals_on_a_gpu(tmp_path, monkeypatch):
+    import torch
+
+    from tinyllava_bench.train.plan import ModelSpec, default_precision
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert _plan(tmp_path, "TinyLLaVA-base-Sig-Phi").options.precision == "fp32"  # CPU: full precision
+    assert _plan(tmp_path, "TinyLLaVA-base-Sig-Phi").options.gradient_checkpointing is False
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    phi = _plan(tmp_path, "TinyLLaVA-base-Sig-Phi").options
+    assert (phi.precision, phi.gradient_checkpointing) == ("fp16", True)
+    assert _plan(tmp_path, "Factory-Qwen2-0.5B-Sig-base").options.precision == "bf16"
+    assert _plan(tmp_path, "Factory-Phi2-Sig-base-lora").options.precision == "fp16"
+    explicit = build_plan(
+        "TinyLLaVA-base-Sig-Phi",
+        None,
+        RunOptions(output=tmp_path / "o", precision="fp32", gradient_checkpointing=False),
+    ).options
+    assert (explicit.precision, explicit.gradient_checkpointing) == ("fp32", False)
+    (tmp_path / "qwen").mkdir()
+    (tmp_path / "qwen" / "config.json").write_text('{"model_type": "qwen2"}')
+    assert (
+        default_precision(ModelSpec(llm=str(tmp_path / "qwen"), vision="v", template="qwen2_base")) == "bf16"
+    )
+    assert default_precision(ModelSpec(llm="microsoft/phi-2", vision="v", template="phi")) == "fp16"

@@ -66,3 +66,14 @@ def test_shuffle_sampler():
     assert sorted(first) == list(range(10)) and first == list(ShuffleSampler(10, seed=2))
     sampler.set_epoch(3)
     assert list(sampler) != first
+
+
+def test_last_megabatch_of_each_modality_goes_to_the_leftover_even_when_full():
+    # 16 image + 8 text samples, megabatch 8: the original pops the last (full) megabatch of each modality; their
+    # 16 samples make a leftover whose first megabatch (images) leads and whose rest (the text one) ends the order
+    lengths = [n + 1 for n in range(16)] + [-(n + 1) for n in range(8)]
+    for seed in range(6):
+        order = modality_grouped_indices(lengths, batch_size=4, world_size=2, seed=seed)
+        assert sorted(order) == list(range(24))
+        assert all(lengths[i] > 0 for i in order[:16])
+        assert all(lengths[i] < 0 for i in order[16:])

@@ -13,6 +13,12 @@ SYSTEM_PROMPT = (
 )
 
 
+def image_turn(question: str) -> str:
+    """A question that shows the image, as both original codes write it: `<image>` moved to the front on a line of
+    its own, the whole stripped, so a turn of `<image>` alone is `<image>` (not `<image>\\n`)."""
+    return f"{IMAGE_PLACEHOLDER}\n{question.replace(IMAGE_PLACEHOLDER, '').strip()}".strip()
+
+
 @dataclass(frozen=True)
 class Template:
     """One chat format. `eos` closes every assistant answer in training strings (and is what the loss must learn)."""
@@ -30,29 +36,27 @@ class Template:
         """The single-turn eval prompt: `{system} USER: <image>\\n{question} ASSISTANT:` (no trailing space).
 
         `strip_question` follows TinyLLaVA_Factory, whose template removes `<image>` from the question and strips
-        surrounding whitespace; the legacy (LLaVA) code keeps the question as given.
+        surrounding whitespace (an empty question leaves `USER: <image> ASSISTANT:`); the legacy (LLaVA) code keeps
+        the question as given (`USER: <image>\\n ASSISTANT:` for an empty one).
         """
-        if strip_question:
-            question = question.replace(IMAGE_PLACEHOLDER, "").strip()
-        return (
-            self._head()
-            + self.user_prefix
-            + f"{IMAGE_PLACEHOLDER}\n{question}"
-            + self.turn_separator
-            + "ASSISTANT:"
-        )
+        question = image_turn(question) if strip_question else f"{IMAGE_PLACEHOLDER}\n{question}"
+        return self._head() + self.user_prefix + question + self.turn_separator + "ASSISTANT:"
 
     def render_conversation(self, turns: list[tuple[str, str]]) -> tuple[str, list[tuple[int, int]]]:
         """A training string for (question, answer) turns and the character spans the loss covers.
 
         `{system} USER: <image>\\n{q1} ASSISTANT: {a1}{EOS}USER: {q2} ...`: a question holding `<image>` gets it
-        moved to its front (as Factory does); text-only conversations have none. Spans cover each answer and its EOS.
+        moved to its front (as both original codes do, `image_turn`); text-only conversations have none. Spans cover
+        each answer and its EOS.
+
+        An empty answer renders as `ASSISTANT: {EOS}`, TinyLLaVA_Factory's rendering; the legacy (LLaVA) conversation
+        code wrote `ASSISTANT:` with no space and no EOS there (docs/training.md).
         """
         text = self._head()
         spans: list[tuple[int, int]] = []
         for question, answer in turns:
             if IMAGE_PLACEHOLDER in question:
-                question = f"{IMAGE_PLACEHOLDER}\n{question.replace(IMAGE_PLACEHOLDER, '').strip()}"
+                question = image_turn(question)
             text += self.user_prefix + question + self.turn_separator + self.assistant_prefix
             start = len(text)
             text += answer + self.eos

@@ -33,9 +33,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     precision = parser.add_mutually_exclusive_group()
     precision.add_argument("--bf16", dest="precision", action="store_const", const="bf16")
     precision.add_argument("--fp16", dest="precision", action="store_const", const="fp16")
-    parser.add_argument("--gradient-checkpointing", action="store_true")
+    precision.add_argument(
+        "--fp32",
+        dest="precision",
+        action="store_const",
+        const="fp32",
+        help="precision (default: the original's on a GPU, fp16 or bf16 for Qwen2; fp32 on CPU)",
+    )
     parser.add_argument(
-        "--deepspeed", help="zero2 | zero3 | auto (zero2 pretrain, zero3 when the LLM trains) | FILE"
+        "--gradient-checkpointing",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="recompute activations in the backward pass (default: on with a GPU, as the original)",
+    )
+    parser.add_argument(
+        "--deepspeed",
+        help="zero2 | zero3 | auto (the recipe's launch scripts: ZeRO-2 for the paper's pretrain, ZeRO-3 for "
+        "Factory's; ZeRO-3 when the LLM trains in full, ZeRO-2 for LoRA) | FILE",
+    )
+    parser.add_argument(
+        "--keep-eos-text",
+        action="store_true",
+        help="train on samples whose turns hold the end-of-answer text itself (the original masks them whole)",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="train nothing: print the resolved plan, write OUTPUT/<stage>/examples.jsonl and examples.txt",
+    )
+    parser.add_argument(
+        "--examples",
+        type=int,
+        default=16,
+        help="with --dry-run: how many records of each stage's data file to encode (default 16)",
     )
     parser.add_argument("--model-max-length", type=int, help="sequence limit, image tokens included")
     parser.add_argument("--seed", type=int, help="seed of the connector init and the data order (default 42)")
@@ -54,7 +84,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--report-to", default="none", help="tensorboard, wandb, ... (default none)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.set_defaults(func=run_train, precision="fp32")
+    parser.set_defaults(func=run_train, precision=None)
 
 
 def _configure_logging(quiet: bool) -> None:
@@ -110,8 +140,14 @@ def run_train(args: argparse.Namespace) -> int:
         **({"preprocess_workers": args.preprocess_workers} if args.preprocess_workers else {}),
         report_to=args.report_to,
         progress=not args.no_progress,
+        keep_eos_text=args.keep_eos_text,
     )
     plan = build_plan(args.variant, args.config, options)
+    if args.dry_run:
+        from tinyllava_bench.train.dry_run import dry_run
+
+        dry_run(plan, examples=args.examples)
+        return 0
     try:
         folders = run_training(plan)
     except KeyboardInterrupt:

@@ -2,7 +2,8 @@
 
 A record is `{id, image?, conversations: [{from: human|gpt, value}]}` with `<image>` in the human turn that shows
 the image. Every record is tokenised up front, so the run knows exactly how many samples were cut to
-`model_max_length` (image tokens counted as the spliced length) and how many were set aside, and why.
+`model_max_length` (image tokens counted as the spliced length), how many train on nothing, and how many were set
+aside, and why. Tokens, labels and cuts are the original code's (docs/training.md lists where they still differ).
 """
 
 from __future__ import annotations
@@ -38,8 +39,6 @@ SKIP_MALFORMED = "malformed_conversation"
 SKIP_PLACEHOLDERS = "image_placeholder_mismatch"
 SKIP_MISSING_IMAGE = "missing_image_file"
 SKIP_NO_IMAGE_IN_CAPTION_STAGE = "text_only_in_caption_stage"
-SKIP_IMAGE_PAST_LIMIT = "image_past_model_max_length"
-SKIP_NO_TARGET = "no_answer_tokens_within_model_max_length"
 SKIP_BAD_IMAGE_FIELD = "image_field_not_a_path"
 SKIP_BAD_TEXT = "text_not_unicode"
 SKIP_UNREADABLE_IMAGE = "unreadable_image"
@@ -60,6 +59,10 @@ class DataReport:
     with_images: int = 0
     text_only: int = 0
     truncated: int = 0
+    # kept, but every label ignored: a turn holds the end-of-answer text itself (the original masks such a sample)
+    eos_text_masked: int = 0
+    # kept, but no answer token within model_max_length (the original keeps these too; they add nothing to the loss)
+    no_target: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
     skipped_examples: dict[str, list[str]] = field(default_factory=dict)
     tokens: int = 0  # spliced tokens of the kept samples (image tokens included)
@@ -84,6 +87,8 @@ class DataReport:
             "with_images": self.with_images,
             "text_only": self.text_only,
             "truncated": self.truncated,
+            "eos_text_masked": self.eos_text_masked,
+            "no_target": self.no_target,
             "skipped": dict(self.skipped),
             "skipped_examples": dict(self.skipped_examples),
             "tokens": self.tokens,
@@ -97,6 +102,11 @@ class DataReport:
             f"{self.path}: {self.records} records, {self.kept} kept ({self.with_images} with images, "
             f"{self.text_only} text-only), {self.truncated} truncated to model_max_length, {skipped} set aside"
         )
+        if self.eos_text_masked or self.no_target:
+            text += (
+                f"; {self.eos_text_masked + self.no_target} kept but train on nothing ({self.eos_text_masked} hold "
+                f"the end-of-answer text, {self.no_target} no answer token within model_max_length)"
+            )
         if skipped:
             text += " (" + ", ".join(f"{reason}: {n}" for reason, n in sorted(self.skipped.items())) + ")"
         return text
@@ -226,27 +236,47 @@ def _image_problem(path: str, size: int, mtime_ns: int) -> str | None:
 
 def fit_to_length(
     ids: list[int], labels: list[int], image_tokens: int, max_length: int
-) -> tuple[list[int], list[int], int, str | None]:
-    """Cut `ids`/`labels` so the spliced sequence (each placeholder = `image_tokens`) fits `max_length`.
+) -> tuple[list[int], list[int], int]:
+    """Cut `ids`/`labels` where the original code cuts: the spliced sequence (each placeholder = `image_tokens`)
+    at `max_length`. Returns (ids, labels, spliced length after the cut).
 
-    Returns (ids, labels, spliced length, skip reason or None). A cut never splits an image: a sample whose image
-    does not fit whole is set aside, as is one left without any answer token to learn.
+    As the original, the sample is kept whatever is left: an image that straddles the limit keeps its placeholder
+    (the model then cuts its features, `TinyLlava.splice`), an image wholly past it is dropped, and a sample left
+    without answer tokens stays (it adds nothing to the loss). The original also cuts the token ids at
+    `max_length` before splicing; with at least one token per image that cut is contained in this one.
     """
     spliced, cut = 0, len(ids)
     for position, token in enumerate(ids):
-        width = image_tokens if token == IMAGE_TOKEN_INDEX else 1
-        if spliced + width > max_length:
+        if spliced >= max_length:
             cut = position
             break
-        spliced += width
-    if cut < len(ids):
-        if IMAGE_TOKEN_INDEX in ids[cut:]:
-            return ids, labels, spliced, SKIP_IMAGE_PAST_LIMIT
-        ids, labels = ids[:cut], labels[:cut]
-    # the first label is never a target once the LM shifts labels by one
-    if all(label == IGNORE_INDEX for label in labels[1:]):
-        return ids, labels, spliced, SKIP_NO_TARGET
-    return ids, labels, spliced, None
+        spliced += image_tokens if token == IMAGE_TOKEN_INDEX else 1
+    return ids[:cut], labels[:cut], min(spliced, max_length)
+
+
+def has_target(labels: Sequence[int]) -> bool:
+    """Whether any label is learned (the first never is, once the LM shifts labels by one)."""
+    return any(label != IGNORE_INDEX for label in labels[1:])
+
+
+def word_length(record: dict[str, Any]) -> int:
+    """The original's length for grouping: words (whitespace split) of every message, negative without an image."""
+    words = sum(
+        len(message["value"].split())
+        for message in record.get("conversations") or []
+        if isinstance(message, dict) and isinstance(message.get("value"), str)
+    )
+    return words if record_images(record) else -words
+
+
+def end_text_turn(template: Template, turns: list[tuple[str, str]]) -> int | None:
+    """The first turn whose question or answer holds the template's end-of-answer text itself (`</s>`, ...)."""
+    if not template.eos:
+        return None
+    for index, (question, answer) in enumerate(turns):
+        if template.eos in question or template.eos in answer:
+            return index
+    return None
 
 
 class ConversationDataset(torch.utils.data.Dataset):
@@ -260,6 +290,7 @@ class ConversationDataset(torch.utils.data.Dataset):
         images: list[tuple[str, ...]],
         sample_ids: list[str],
         lengths: list[int],
+        word_lengths: list[int],
         image_folder: Path,
         preprocessor: Any,
         report: DataReport,
@@ -267,6 +298,7 @@ class ConversationDataset(torch.utils.data.Dataset):
         self.ids, self.labels, self.offsets = ids, labels, offsets
         self.images, self.sample_ids = images, sample_ids
         self.spliced_lengths = lengths
+        self.word_lengths = word_lengths
         self.image_folder = image_folder
         self.preprocessor = preprocessor
         self.report = report
@@ -276,8 +308,8 @@ class ConversationDataset(torch.utils.data.Dataset):
 
     @property
     def modality_lengths(self) -> list[int]:
-        """Spliced length per sample, negative for text-only samples (the grouping key of LLaVA's sampler)."""
-        return [n if images else -n for n, images in zip(self.spliced_lengths, self.images)]
+        """The grouping key of the original's sampler: the record's word count, negative for text-only records."""
+        return list(self.word_lengths)
 
     def token_ids(self, index: int) -> tuple[list[int], list[int]]:
         start, end = int(self.offsets[index]), int(self.offsets[index + 1])
@@ -325,6 +357,8 @@ class EncodeSettings:
     image_tokens: int
     max_length: int
     caption_stage: bool
+    # train on turns that hold the end-of-answer text itself; the original masks such samples whole
+    keep_eos_text: bool = False
 
 
 @dataclass
@@ -335,6 +369,8 @@ class EncodedRecord:
     images: tuple[str, ...]
     spliced: int
     truncated: bool
+    words: int  # signed word count (`word_length`)
+    eos_text_masked: bool = False
 
 
 def _is_unicode(turns: list[tuple[str, str]]) -> bool:
@@ -377,17 +413,31 @@ def encode_record(record: dict[str, Any], index: int, settings: EncodeSettings) 
     ids, labels = encode_conversation(settings.template, settings.tokenizer, turns)
     if ids.count(IMAGE_TOKEN_INDEX) != len(names):
         return record_id, SKIP_PLACEHOLDERS
+    masked = False
+    literal = None if settings.keep_eos_text else end_text_turn(settings.template, turns)
+    if literal is not None:
+        # The original splits the conversation into rounds at the end-of-answer text, so a literal one makes a
+        # round it cannot parse; it stops counting there and, finding fewer tokens than the sample has, ignores
+        # every label ("tokenization mismatch"), unless the rounds it did count already reach model_max_length.
+        counted = (
+            len(encode_conversation(settings.template, settings.tokenizer, turns[:literal])[0])
+            if literal
+            else 0
+        )
+        if counted < settings.max_length:
+            labels = [IGNORE_INDEX] * len(labels)
+            masked = True
     full = len(ids)
-    ids, labels, spliced, reason = fit_to_length(ids, labels, settings.image_tokens, settings.max_length)
-    if reason:
-        return record_id, reason
+    ids, labels, spliced = fit_to_length(ids, labels, settings.image_tokens, settings.max_length)
     return EncodedRecord(
         record_id,
         np.asarray(ids, dtype=np.int32),
         np.asarray(labels, dtype=np.int32),
-        tuple(names),
+        tuple(names[: ids.count(IMAGE_TOKEN_INDEX)]),
         spliced,
         len(ids) < full,
+        word_length(record),
+        masked,
     )
 
 
@@ -450,11 +500,12 @@ def _cache_key(settings: EncodeSettings, fingerprint: str) -> str:
         "image_tokens": settings.image_tokens,
         "max_length": settings.max_length,
         "caption_stage": settings.caption_stage,
+        "keep_eos_text": settings.keep_eos_text,
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
 
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 2: the original's cuts, whole-sample masks and word lengths; 3: image checks and stats
 
 
 def build_dataset(
@@ -469,6 +520,7 @@ def build_dataset(
     progress: bool = True,
     workers: int = 1,
     cache_dir: Path | None = None,
+    keep_eos_text: bool = False,
 ) -> ConversationDataset:
     """Tokenise every record of `data_path` through `template`, fit it to `max_length`, check its images.
 
@@ -479,7 +531,9 @@ def build_dataset(
     """
     data_path, image_folder = Path(data_path).absolute(), Path(image_folder).absolute()
     fingerprint = file_fingerprint(data_path) if data_path.is_file() else ""
-    settings = EncodeSettings(template, tokenizer, image_folder, image_tokens, max_length, caption_stage)
+    settings = EncodeSettings(
+        template, tokenizer, image_folder, image_tokens, max_length, caption_stage, keep_eos_text
+    )
     cache = Path(cache_dir) / f"tokenized-{_cache_key(settings, fingerprint)}" if cache_dir else None
     if cache is not None and (cache.with_suffix(".json")).is_file():
         dataset = _read_cache(cache, image_folder, preprocessor)
@@ -493,12 +547,14 @@ def build_dataset(
         raise UserError(f"{image_folder}: no such image folder; see docs/training.md for the layout")
     flat_ids: list[np.ndarray] = []
     flat_labels: list[np.ndarray] = []
-    sizes, images, sample_ids, lengths = [], [], [], []
+    sizes, images, sample_ids, lengths, words = [], [], [], [], []
     for result in _encode_all(records, settings, workers, progress, data_path.name):
         if isinstance(result, tuple):
             report.skip(result[1], result[0], (result[2], result[3]) if len(result) == 4 else None)
             continue
         report.truncated += result.truncated
+        report.eos_text_masked += result.eos_text_masked
+        report.no_target += not result.eos_text_masked and not has_target(result.labels.tolist())
         report.kept += 1
         report.with_images += bool(result.images)
         report.text_only += not result.images
@@ -510,11 +566,13 @@ def build_dataset(
         images.append(result.images)
         sample_ids.append(result.record_id)
         lengths.append(result.spliced)
+        words.append(result.words)
     if not sample_ids:
         raise UserError(f"{report.summary()}; no sample left to train on")
     offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
     np.cumsum(sizes, out=offsets[1:])
-    level = logging.WARNING if report.skipped or report.truncated else logging.INFO
+    troubled = report.skipped or report.truncated or report.eos_text_masked or report.no_target
+    level = logging.WARNING if troubled else logging.INFO
     logger.log(level, report.summary())
     dataset = ConversationDataset(
         np.concatenate(flat_ids),
@@ -523,6 +581,7 @@ def build_dataset(
         images,
         sample_ids,
         lengths,
+        words,
         image_folder,
         preprocessor,
         report,
@@ -556,6 +615,7 @@ def _write_cache(cache: Path, dataset: ConversationDataset, images: dict[str, li
         "sample_ids": dataset.sample_ids,
         "images": [list(names) for names in dataset.images],
         "lengths": dataset.spliced_lengths,
+        "word_lengths": dataset.word_lengths,
         "report": dataset.report.to_dict(),
         "image_stats": images,
     }
@@ -582,6 +642,7 @@ def _read_cache(cache: Path, image_folder: Path, preprocessor: Any) -> Conversat
         [tuple(names) for names in meta["images"]],
         meta["sample_ids"],
         meta["lengths"],
+        meta["word_lengths"],
         image_folder,
         preprocessor,
         report,

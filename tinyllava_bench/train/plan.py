@@ -18,11 +18,13 @@ Config YAML keys (all optional except what the model needs; a `variant` fills th
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from tinyllava_bench.errors import UserError
@@ -65,6 +67,12 @@ class ModelSpec:
     trust_remote_code: bool = False
     variant: str | None = None
     paper_data: str | None = None  # the card's data (llava-1.5 / sharegpt4v), for the record
+    llm_family: str | None = (
+        None  # the card's; decides the GPU precision default (bf16 for Qwen2, as Factory)
+    )
+    recipe_source: str | None = (
+        None  # whose launch scripts the recipe follows (paper | factory); None: the recipe's
+    )
 
 
 @dataclass
@@ -77,8 +85,9 @@ class RunOptions:
     max_steps: int | None = None
     per_device_batch_size: int | None = None
     grad_accum: int | None = None
-    precision: str = "fp32"
-    gradient_checkpointing: bool = False
+    precision: str | None = None  # None: the original's on a GPU (`default_precision`), fp32 on CPU
+    gradient_checkpointing: bool | None = None  # None: on with a GPU (as the original scripts), off on CPU
+    keep_eos_text: bool = False  # train on turns holding the end-of-answer text (the original masks them)
     deepspeed: str | None = None  # zero2 | zero3 | auto | a JSON file
     seed: int | None = None  # None: the config's seed, else 42
     resume: bool = False
@@ -184,6 +193,8 @@ def spec_from_card(name: str) -> tuple[ModelSpec, str, int]:
         trust_remote_code=card.llm_family in ("openelm",),
         variant=card.name,
         paper_data=card.data,
+        llm_family=card.llm_family,
+        recipe_source="factory" if factory else "paper",
     )
     return spec, card.recipe, default_max_length(card.name, card.recipe, card.source)
 
@@ -208,7 +219,8 @@ def build_plan(variant: str | None, config_path: Path | None, options: RunOption
     spec = replace(spec, **{k: config[k] for k in MODEL_KEYS if k in config})
     recipe_name = config.get("recipe") or recipe_name
     max_length = options.model_max_length or config.get("model_max_length") or max_length
-    recipe = customise_recipe(get_recipe(recipe_name), config.get("stage_overrides"), int(max_length))
+    recipe = get_recipe(recipe_name, spec.recipe_source)
+    recipe = customise_recipe(recipe, config.get("stage_overrides"), int(max_length))
     if options.model_max_length:
         # the command line wins over per-stage settings too
         stages = tuple(replace(s, model_max_length=options.model_max_length) for s in recipe.stages)
@@ -224,6 +236,11 @@ def build_plan(variant: str | None, config_path: Path | None, options: RunOption
     )
     spec = replace(spec, llm=_local_absolute(spec.llm) or "", vision=_local_absolute(spec.vision) or "")
     check_model_paths(spec.llm, spec.vision)
+    gpu = torch.cuda.is_available()
+    if options.precision is None:
+        options = replace(options, precision=default_precision(spec) if gpu else "fp32")
+    if options.gradient_checkpointing is None:
+        options = replace(options, gradient_checkpointing=gpu)
     plan = TrainingPlan(spec, recipe, options, data=dict(config.get("data") or {}))
     _check_options(plan)
     return plan
@@ -234,6 +251,19 @@ def _local_absolute(name: str | None) -> str | None:
     if name and Path(name).expanduser().exists():
         return str(Path(name).expanduser().absolute())
     return name
+
+
+def default_precision(spec: ModelSpec) -> str:
+    """The original scripts' precision on a GPU: fp16, bf16 for Qwen2 LLMs (Factory's qwen2/ scripts)."""
+    family = spec.llm_family
+    if family is None:
+        config = Path(spec.llm).expanduser() / "config.json"
+        try:
+            family = json.loads(config.read_text()).get("model_type") if config.is_file() else None
+        except ValueError:
+            family = None
+    family = family or Path(spec.llm).name
+    return "bf16" if str(family).lower().startswith("qwen2") else "fp16"
 
 
 def _check_options(plan: TrainingPlan) -> None:

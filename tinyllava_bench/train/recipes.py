@@ -1,7 +1,8 @@
 """Training recipes as data: which module trains how, learning rates, batch sizes and schedules per stage.
 
-The numbers are the paper's (TinyLLaVABench scripts) and TinyLLaVA_Factory's; every field can be overridden from a
-`--config` YAML (`stages: {NAME: {field: value}}`) or the command line.
+The numbers are the launch scripts' (TinyLLaVABench `scripts/tiny_llava/*.sh` for the paper's recipes,
+TinyLLaVA_Factory `scripts/train/**.sh` for its own); every field can be overridden from a `--config` YAML
+(`stage_overrides: {NAME: {field: value}}`) or the command line. docs/training.md lists what still departs.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ MODULES = ("vision", "connector", "llm")
 TUNE_KINDS = ("frozen", "full", "partial", "lora")
 STAGE_TEMPLATES = ("pretrain", "model")  # `model`: the conversation template of the model being trained
 DEEPSPEED_STAGES = ("zero2", "zero3")
+IMAGE_ASPECTS = ("pad", "square")
+SOURCES = ("paper", "factory")  # whose launch scripts a recipe follows
 # Factory's LoRA defaults (tinyllava/utils/arguments.py)
 LORA_DEFAULTS = {"r": 64, "alpha": 16, "dropout": 0.05}
 
@@ -105,6 +108,8 @@ class StageRecipe:
     model_max_length: int | None = None  # None: the recipe's (or the variant's) default
     group_by_modality: bool = False
     deepspeed: str = "zero2"  # what `--deepspeed auto` picks for this stage
+    # how this stage's images are preprocessed; None: the model's own (its card's, the one eval uses)
+    image_aspect: str | None = None
 
     def tune(self, module: str) -> Tune:
         return {"vision": self.vision, "connector": self.connector, "llm": self.llm}[module]
@@ -125,6 +130,7 @@ class Recipe:
     stages: tuple[StageRecipe, ...]
     description: str = ""
     model_max_length: int = 3072
+    source: str = "paper"
 
     @property
     def stage_names(self) -> list[str]:
@@ -146,13 +152,15 @@ class Recipe:
             "name": self.name,
             "description": self.description,
             "model_max_length": self.model_max_length,
+            "source": self.source,
             "stages": [stage.to_dict() for stage in self.stages],
         }
 
 
 FROZEN, FULL = Tune("frozen"), Tune("full")
 
-# Stage 1 of every recipe: the connector alone learns to map image features to captions (LLaVA-558k).
+# Stage 1 of every recipe: the connector alone learns to map image features to captions (LLaVA-558k). The paper's
+# pretrain.sh sets no image_aspect_ratio (so `square`, the default) and uses ZeRO-2.
 BASE_PRETRAIN = StageRecipe(
     name="pretrain",
     data="pretrain",
@@ -164,6 +172,7 @@ BASE_PRETRAIN = StageRecipe(
     global_batch_size=256,
     per_device_batch_size=32,
     deepspeed="zero2",
+    image_aspect="square",
 )
 BASE_FINETUNE = StageRecipe(
     name="finetune",
@@ -176,7 +185,7 @@ BASE_FINETUNE = StageRecipe(
     global_batch_size=128,
     group_by_modality=True,
     deepspeed="zero3",
-)
+)  # image_aspect: the model's (`pad` on the paper's cards, finetune.sh; `square` on Factory's, its finetune.sh)
 # The paper's share recipe: a second pretraining on ShareGPT4V captions with the vision tower's upper half,
 # the connector and the LLM all training.
 SHARE_PRETRAIN = StageRecipe(
@@ -190,7 +199,11 @@ SHARE_PRETRAIN = StageRecipe(
     global_batch_size=256,
     per_device_batch_size=8,
     deepspeed="zero3",
+    image_aspect="square",  # a caption stage as the first; Factory's pretrain_share.sh sets square
 )
+
+# TinyLLaVA_Factory's pretrain scripts (pretrain.sh, qwen2/, share/) run ZeRO-3; its image aspect is square throughout.
+FACTORY_PRETRAIN = replace(BASE_PRETRAIN, deepspeed="zero3")
 
 RECIPES: dict[str, Recipe] = {
     "base": Recipe(
@@ -206,14 +219,15 @@ RECIPES: dict[str, Recipe] = {
     ),
     "share-factory": Recipe(
         "share-factory",
-        (BASE_PRETRAIN, replace(SHARE_PRETRAIN, vision=FROZEN), BASE_FINETUNE),
+        (FACTORY_PRETRAIN, replace(SHARE_PRETRAIN, vision=FROZEN), BASE_FINETUNE),
         "as share, with the vision tower frozen in the ShareGPT4V pretrain (TinyLLaVA_Factory's scripts)",
+        source="factory",
     ),
     # TinyLLaVA_Factory scripts/train/lora/finetune_lora.sh: r 128, alpha 256, lr 2e-4, no modality grouping
     "base-lora": Recipe(
         "base-lora",
         (
-            BASE_PRETRAIN,
+            FACTORY_PRETRAIN,
             replace(
                 BASE_FINETUNE,
                 llm=Tune("lora", r=128, alpha=256, dropout=0.05),
@@ -223,17 +237,29 @@ RECIPES: dict[str, Recipe] = {
             ),
         ),
         "base pretrain, then LoRA finetune of the LLM (r 128, alpha 256, lr 2e-4) + full connector",
+        source="factory",
     ),
 }
 
 _STAGE_FIELDS = {f.name for f in fields(StageRecipe)} - {"name"}
 
 
-def get_recipe(name: str) -> Recipe:
+def get_recipe(name: str, source: str | None = None) -> Recipe:
+    """The recipe called `name`, as `source`'s launch scripts run it (`factory`: ZeRO-3 for the caption pretrain,
+    as TinyLLaVA_Factory's pretrain.sh); None keeps the recipe's own source."""
     try:
-        return RECIPES[name]
+        recipe = RECIPES[name]
     except KeyError:
         raise UserError(f"unknown recipe {name!r}; choose one of: {', '.join(RECIPES)}") from None
+    if source is None or source == recipe.source:
+        return recipe
+    if source not in SOURCES:
+        raise UserError(f"unknown recipe source {source!r}; use one of {', '.join(SOURCES)}")
+    if source == "factory":
+        stages = tuple(FACTORY_PRETRAIN if s == BASE_PRETRAIN else s for s in recipe.stages)
+    else:
+        stages = tuple(BASE_PRETRAIN if s == FACTORY_PRETRAIN else s for s in recipe.stages)
+    return replace(recipe, stages=stages, source=source)
 
 
 def override_stage(stage: StageRecipe, changes: dict[str, Any]) -> StageRecipe:
@@ -266,6 +292,8 @@ def override_stage(stage: StageRecipe, changes: dict[str, Any]) -> StageRecipe:
         raise UserError(f"stage {stage.name!r}: warmup_ratio is a fraction of the steps, below 1")
     if values.get("template", stage.template) not in STAGE_TEMPLATES:
         raise UserError(f"stage {stage.name!r}: template must be one of {', '.join(STAGE_TEMPLATES)}")
+    if values.get("image_aspect", stage.image_aspect) not in (None, *IMAGE_ASPECTS):
+        raise UserError(f"stage {stage.name!r}: image_aspect must be one of {', '.join(IMAGE_ASPECTS)}")
     if values.get("deepspeed", stage.deepspeed) not in DEEPSPEED_STAGES:
         raise UserError(f"stage {stage.name!r}: deepspeed must be one of {', '.join(DEEPSPEED_STAGES)}")
     return replace(stage, **values)

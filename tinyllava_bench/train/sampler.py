@@ -1,5 +1,6 @@
 """Modality- and length-grouped sampling (LLaVA's `group_by_modality_length`): a batch holds image samples only or
-text-only samples only, and samples of similar length, so little compute goes to padding.
+text-only samples only, and samples of similar length (the record's word count, as the original), so little compute
+goes to padding.
 
 Order is a pure function of (seed, epoch), so a resumed run replays the same batches.
 """
@@ -43,20 +44,23 @@ def modality_grouped_indices(
 ) -> list[int]:
     """Sample order where each run of `batch_size * world_size` is one modality (sign of the length).
 
-    The two leftover partial megabatches go last, together, as in LLaVA.
+    As the original (`get_modality_length_grouped_indices`): the last megabatch of each modality, full or not, goes
+    to a mixed leftover; the other megabatches are shuffled; a leftover of a megabatch or more gives its first
+    megabatch to the front, the rest goes last. Data of one modality only (the original asserts there) is ordered
+    as LLaVA-1.5 does it: shuffled megabatches, each sorted longest first.
     """
     lengths = [abs(n) for n in modality_lengths]
     image = [i for i, n in enumerate(modality_lengths) if n > 0]
     text = [i for i, n in enumerate(modality_lengths) if n <= 0]
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     megabatch = batch_size * world_size
+    if not image or not text:
+        batches = _megabatches(image or text, lengths, megabatch, world_size, generator)
+        return [i for batch in batches for i in batch]
     full, leftover = [], []
     for group in (image, text):
-        if not group:
-            continue
         batches = _megabatches(group, lengths, megabatch, world_size, generator)
-        if len(batches[-1]) < megabatch:
-            leftover.extend(batches.pop())
+        leftover.extend(batches.pop())
         full.extend(batches)
     full = [full[i] for i in torch.randperm(len(full), generator=generator).tolist()]
     if len(leftover) >= megabatch:

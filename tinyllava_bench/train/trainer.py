@@ -8,6 +8,7 @@ the stage runs, `checkpoints/checkpoint-N/` to resume from.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import json
 import logging
@@ -59,6 +60,8 @@ CHECKPOINTS = "checkpoints"
 TOKENIZED = "tokenized"
 TRAINABLE_WEIGHTS = "trainable.safetensors"
 RECORD_VERSION = 1
+# what `train --dry-run` leaves in a stage folder: not a run, so the real run may start there
+DRY_RUN_FILES = ("examples.jsonl", "examples.txt")
 
 
 class TrainingModel(nn.Module):
@@ -321,7 +324,9 @@ def _holds_progress(stage_dir: Path) -> bool:
         return False
     if is_complete(stage_dir):
         return True
-    return any(entry.name not in (TRAINING_RECORD, TOKENIZED) for entry in stage_dir.iterdir())
+    return any(
+        entry.name not in (TRAINING_RECORD, TOKENIZED, *DRY_RUN_FILES) for entry in stage_dir.iterdir()
+    )
 
 
 def fingerprint_of(plan: TrainingPlan, stage: StageRecipe, source: str | None) -> dict[str, Any]:
@@ -390,6 +395,15 @@ def initial_model(plan: TrainingPlan) -> TinyLlava:
         name=spec.name,
         trust_remote_code=spec.trust_remote_code,
     )
+
+
+def stage_preprocessor(model: TinyLlava, stage: StageRecipe) -> Any:
+    """The model's image preprocessor with the stage's aspect (the paper's caption stages run `square` while its
+    finetune runs `pad`); the model keeps its own setting, the one eval uses."""
+    aspect = stage.image_aspect or model.settings.image_aspect
+    if aspect == model.preprocessor.aspect:
+        return model.preprocessor
+    return dataclasses.replace(model.preprocessor, aspect=aspect)
 
 
 def load_stage_start(source: str, plan: TrainingPlan) -> TinyLlava:
@@ -527,13 +541,14 @@ def run_stage(
             image_folder,
             template,
             model.tokenizer,
-            model.preprocessor,
+            stage_preprocessor(model, stage),
             image_tokens=model.num_image_tokens,
             max_length=max_length,
             caption_stage=stage.template == "pretrain",
             progress=options.progress and _is_main_process(),
             workers=options.preprocess_workers,
             cache_dir=stage_dir / TOKENIZED,
+            keep_eos_text=options.keep_eos_text,
         )
     apply_tuning(model, {module: stage.tune(module) for module in MODULES})
     if options.gradient_checkpointing:
@@ -634,6 +649,7 @@ def _record(
         "stage": stage.name,
         "stage_recipe": stage.to_dict(),
         "model_max_length": plan.recipe.max_length_of(stage),
+        "image_aspect": stage.image_aspect or model.settings.image_aspect,
         "variant": plan.model.variant,
         "paper_data": plan.model.paper_data,
         "started_from": source or {"llm": plan.model.llm, "vision": plan.model.vision},
