@@ -403,7 +403,8 @@ def _score_task(
         "n_errors": sum(1 for r in records if r.get("error")),
         "protocol": config.protocol,
         "judge_model": scored.get("judge_model"),
-        "judge": scored.get("judge"),  # model, temperature, max_tokens, retries, base_url (credentials masked)
+        # model, temperature, max_tokens, retries, base_url (credentials masked); None for unjudged tasks
+        "judge": scored.get("judge"),
         "n_judge_failures": scored["n_judge_failures"],
         "dataset": data.provenance(),
         "generation": task.generation_for(config.protocol).model_dump(mode="json"),
