@@ -702,3 +702,24 @@ def test_score_output_and_console_carry_no_url_credentials(tmp_path, capsys) -> 
     assert result["n_judge_failures"] == 2
     cached = [path.read_text() for path in (tmp_path / "out" / "judge_cache").rglob("*") if path.is_file()]
     assert not any(URL_PASSWORD in entry or URL_KEY in entry for entry in cached)
+
+
+@pytest.mark.parametrize(
+    ("task", "protocol", "expected"),
+    [
+        # yuweihao/MM-Vet mm-vet_evaluator.py: gpt-4-0613, max_tokens 3, temperature 0, try counter past 5
+        ("mmvet", "official", ("gpt-4-0613", 0.0, 3, 5)),
+        # lmms-eval 0.7.3 mmvet/utils.py: MODEL_VERSION default, temperature 0.0, max_tokens 128, 0.0 at T 2.0
+        ("mmvet", "lmms-eval", ("gpt-4o-2024-11-20", 0.0, 128, 3)),
+        # LLaVA eval_gpt_review_bench.py: gpt-4-0314, temperature 0.2, max_tokens 1024 (re-asks: ours)
+        ("llava_wild", "official", ("gpt-4-0314", 0.2, 1024, 3)),
+        # lmms-eval 0.7.3 llava-in-the-wild/utils.py: OpenAIVerifier(temperature=0.0, max_tokens=1024)
+        ("llava_wild", "lmms-eval", ("gpt-4o-2024-11-20", 0.0, 1024, 3)),
+    ],
+)
+def test_task_files_carry_each_protocols_judge(task, protocol, expected) -> None:
+    from tinyllava_bench.judge import default_judge_model, resolve_judge_settings
+
+    settings = resolve_judge_settings(task, protocol)
+    assert (settings.model, settings.temperature, settings.max_tokens, settings.retries) == expected
+    assert default_judge_model(task, protocol) == expected[0]

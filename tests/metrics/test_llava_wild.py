@@ -128,6 +128,12 @@ def test_a_valid_review_holds_two_scores_in_1_to_10(pair, valid):
     assert review_is_valid(pair) is valid
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_judgement_that_is_not_finite_never_becomes_a_metric(bad):
+    with pytest.raises(ValueError, match="finite"):
+        score(_rows(["conv", "conv"]), ["a", "b"], judgements=[[8, 6], [8, bad]])
+
+
 def test_means_are_rounded_to_3_decimals_before_the_ratio():
     judgements = [[5, 3], [9, 3], [6, 5], [10, 4], [8, 6], [10, 3], [10, 3]]
     result = score(_rows(["conv"] * 7), ["a"] * 7, judgements=judgements)

@@ -159,6 +159,8 @@ def score(
         if len(judgement) != 2:
             raise ValueError(f"LLaVA-W judgement must be (reference_score, model_score), got {judgement!r}")
         pair = [float(judgement[0]), float(judgement[1])]
+        if not all(np.isfinite(pair)):  # the judge layer turns such a review into [-1, -1]; never a metric
+            raise ValueError(f"LLaVA-W judgement must hold finite scores, got {judgement!r}")
         parsed.append(pair)
         scores.append(pair[1])
         if protocol == "lmms-eval" and _LMMS_EVAL_SKIP in pair:
