@@ -29,6 +29,8 @@ from tinyllava_bench.metrics.mmvet import build_mmvet_judge_message, parse_mmvet
 
 MMVET_LMMS_EVAL_EMPTY_PATIENCE = 3  # get_chat_response asks this many times while the answer is empty
 MMVET_TEMPERATURE_STEP = 0.5  # both MM-Vet graders raise the temperature by this much per re-ask
+# The API refuses more; only a --judge-retries above the graders' count reaches it (their last ask is at 2.0).
+MMVET_MAX_TEMPERATURE = 2.0
 
 Score = float | tuple[float, float]
 
@@ -149,7 +151,7 @@ def _judge_mmvet_official(
         if not reply.ok:
             return tally.failed(reply.error or "the judge failed")
         n_retries += 1
-        temperature += MMVET_TEMPERATURE_STEP
+        temperature = min(MMVET_MAX_TEMPERATURE, temperature + MMVET_TEMPERATURE_STEP)
         if n_retries >= settings.retries:
             return tally.outcome(0.0, _not_a_score(tally.content, n_retries + 1, "0.0"))
         score = parse_mmvet_score(reply.content, "official")
@@ -188,7 +190,7 @@ def _judge_mmvet_lmms_eval(
         if n_answers > settings.retries:
             return tally.outcome(0.0, _not_a_score(content, n_answers, "0.0"))
         if not _reads_as_number(content):
-            temperature += MMVET_TEMPERATURE_STEP
+            temperature = min(MMVET_MAX_TEMPERATURE, temperature + MMVET_TEMPERATURE_STEP)
 
 
 def _reads_as_number(content: str) -> bool:
