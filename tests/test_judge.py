@@ -275,6 +275,8 @@ def test_mmvet_unparseable_answers_retry_then_score_zero_as_the_grader_does(tmp_
     assert [b["temperature"] for b in bodies] == [0.0, 0.0, 0.5, 1.0, 1.5, 2.0]
     assert {b["max_tokens"] for b in bodies} == {3}
     assert (outcome.score, outcome.error, outcome.n_requests) == (0.0, None, 6)
+    # the grader's 0.0 stands in for a verdict the judge never gave: a judge failure, counted by the caller
+    assert "no valid score in 6 answer(s)" in outcome.judge_error and "'The answer'" in outcome.judge_error
 
 
 def test_mmvet_answer_to_the_last_retry_is_never_parsed(tmp_path: Path) -> None:
@@ -306,6 +308,7 @@ def test_mmvet_lmms_eval_protocol_requests_and_temperature_schedule(tmp_path: Pa
     assert [b["temperature"] for b in bodies] == [0.0, 0.5, 1.0, 1.5]
     assert {b["max_tokens"] for b in bodies} == {128}
     assert (outcome.score, outcome.error, outcome.protocol) == (0.0, None, "lmms-eval")
+    assert "no valid score in 4 answer(s)" in outcome.judge_error
 
 
 def test_mmvet_lmms_eval_strips_and_reasks_empty_answers(tmp_path: Path) -> None:
@@ -318,14 +321,16 @@ def test_mmvet_lmms_eval_strips_and_reasks_empty_answers(tmp_path: Path) -> None
             make_client(server, tmp_path / "e"), MMVET_ROWS[:1], ["x"], protocol="lmms-eval"
         )
         assert [b["temperature"] for b in server.requests] == [0.0, 0.0, 0.0]
-    assert (outcome.score, outcome.n_requests) == (0.0, 3)
+    assert (outcome.score, outcome.n_requests) == (0.0, 3) and outcome.judge_error
 
+    # lmms-eval re-asks a number outside [0, 1] at the same temperature without end; here it spends the same
+    # 3 re-asks as an unreadable answer, then scores 0.0 and counts a judge failure
     with JudgeServer(reply="5") as server:
         [outcome] = judge_mmvet(
             make_client(server, tmp_path / "o"), MMVET_ROWS[:1], ["x"], protocol="lmms-eval"
         )
-        assert server.request_count == 5
-    assert outcome.score is None and outcome.error is not None and "outside [0, 1]" in outcome.error
+        assert [b["temperature"] for b in server.requests] == [0.0, 0.0, 0.0, 0.0]
+    assert (outcome.score, outcome.error) == (0.0, None) and "(last: '5')" in outcome.judge_error
 
 
 def test_missing_prediction_sends_nothing(tmp_path: Path) -> None:
@@ -455,3 +460,266 @@ def test_server_reply_can_be_a_whole_body(tmp_path: Path) -> None:
     with JudgeServer(reply=lambda request, index: body) as server:
         reply = ask(make_client(server, tmp_path))
     assert (reply.content, reply.error, reply.served_model) == ("", None, "judge-x")
+
+
+# ------------------------------------------------------------------ judge failures are never numbers (issue 16.4)
+
+
+@pytest.mark.parametrize("protocol", ["official", "lmms-eval"])
+@pytest.mark.parametrize("answer", ["nan", "NaN", "inf", "-inf"])
+def test_mmvet_nan_and_inf_are_no_score(tmp_path: Path, protocol: str, answer: str) -> None:
+    """The official range check lets "nan" through; here nan and inf are re-asked, then 0.0 and a failure."""
+    with JudgeServer(reply=answer) as server:
+        [outcome] = judge_mmvet(make_client(server, tmp_path), MMVET_ROWS[:1], ["x = 3"], protocol=protocol)
+        assert server.request_count == (6 if protocol == "official" else 4)
+    assert outcome.score == 0.0 and outcome.error is None
+    assert outcome.judge_error and repr(answer) in outcome.judge_error
+
+
+def test_llava_wild_unreadable_review_is_asked_again_afresh(tmp_path: Path) -> None:
+    """A review without two scores is re-asked with a fresh request (not the cache's copy of the same one)."""
+    with JudgeServer(reply=["I cannot rate this.", "8 6\nAssistant 2 is shorter."]) as server:
+        [outcome] = judge_llava_wild(make_client(server, tmp_path), [LLAVA_ROW], ["A man."])
+        bodies = server.requests
+    assert len(bodies) == 2 and bodies[0] == bodies[1]  # the same request, answered twice
+    assert (outcome.score, outcome.judge_error, outcome.error) == ((8.0, 6.0), None, None)
+    with JudgeServer(reply="never asked") as server:  # a rerun replays both answers from the cache
+        [again] = judge_llava_wild(make_client(server, tmp_path), [LLAVA_ROW], ["A man."])
+        assert server.request_count == 0
+    assert again.score == (8.0, 6.0)
+
+
+@pytest.mark.parametrize("review", ["100 -5\nodd", "0 11\nodd", "nan nan\nodd", "no scores here"])
+@pytest.mark.parametrize("protocol", ["official", "lmms-eval"])
+def test_llava_wild_review_outside_1_to_10_is_a_failure(tmp_path: Path, review: str, protocol: str) -> None:
+    with JudgeServer(reply=review) as server:
+        [outcome] = judge_llava_wild(
+            make_client(server, tmp_path), [LLAVA_ROW], ["A man."], protocol=protocol
+        )
+        assert server.request_count == 4  # the first ask and the task file's 3 re-asks
+    assert (
+        outcome.score == (-1.0, -1.0) and outcome.error is None
+    )  # the graders' arithmetic for a failed review
+    assert "no review with two scores in 1-10 in 4 answer(s)" in outcome.judge_error
+
+
+def test_judge_settings_retries_are_the_budget(tmp_path: Path) -> None:
+    from tinyllava_bench.judge import resolve_judge_settings
+
+    settings = resolve_judge_settings("llava_wild", "official", retries=0)
+    with JudgeServer(reply="n/a") as server:
+        [outcome] = judge_llava_wild(make_client(server, tmp_path), [LLAVA_ROW], ["A"], settings=settings)
+        assert server.request_count == 1
+    assert outcome.judge_error
+    settings = resolve_judge_settings("mmvet", "official", retries=2)
+    with JudgeServer(reply="n/a") as server:
+        judge_mmvet(make_client(server, tmp_path / "m"), MMVET_ROWS[:1], ["x"], settings=settings)
+        assert [b["temperature"] for b in server.requests] == [0.0, 0.0, 0.5]
+
+
+# ------------------------------------------------------------------ the `score` verb and `eval` end to end
+
+SCORE_ROWS = {
+    "mmvet": [
+        {"question_id": "v1_0", "question": "What is 2+2?", "answer": "4", "capability": "math"},
+        {"question_id": "v1_1", "question": "Read the sign.", "answer": "STOP", "capability": "rec,ocr"},
+    ],
+    "llava_wild": [
+        {**LLAVA_ROW, "question_id": 0, "category": "conv"},
+        {**LLAVA_ROW, "question_id": 1, "category": "detail"},
+    ],
+}
+
+
+def strict_json(path: Path) -> dict:
+    """Parse as JSON proper: NaN and Infinity, which Python's json would accept, fail the test."""
+
+    def refuse(constant: str):
+        raise AssertionError(f"{path} holds {constant}, which is not JSON")
+
+    return json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse)
+
+
+def run_score(tmp_path: Path, task: str, server: JudgeServer, *extra: str, base_url: str | None = None):
+    """`tinyllava-bench score TASK` on SCORE_ROWS (every row predicted); (exit code, score file or None)."""
+    from tinyllava_bench.cli import main
+
+    data = tmp_path / f"{task}.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in SCORE_ROWS[task]), encoding="utf-8")
+    predictions = tmp_path / "predictions.jsonl"
+    predictions.write_text(
+        "".join(
+            json.dumps({"question_id": row["question_id"], "prediction": f"answer {i}"}) + "\n"
+            for i, row in enumerate(SCORE_ROWS[task])
+        ),
+        encoding="utf-8",
+    )
+    out = tmp_path / "out" / "score.json"
+    argv = ["score", task, "--data", str(data), "--predictions", str(predictions), "--output", str(out)]
+    code = main([*argv, "--judge-base-url", base_url or server.base_url, *extra])
+    return code, (strict_json(out) if out.exists() else None)
+
+
+def test_score_mmvet_judge_answering_nan_writes_valid_json_and_counts_failures(tmp_path, capsys) -> None:
+    with JudgeServer(reply="nan") as server:
+        code, result = run_score(tmp_path, "mmvet", server)
+    assert result["metrics"]["total"] == 0.0  # the official grader's 0.0 after its re-asks
+    assert result["n_judge_failures"] == 2
+    assert all(s["judge_error"] and s["score"] == 0.0 and "error" not in s for s in result["samples"])
+    assert "judge failures  2 sample(s)" in capsys.readouterr().out
+
+
+def test_score_llava_wild_whose_reviews_all_failed_prints_no_score(tmp_path, capsys) -> None:
+    with JudgeServer(reply="I would rather not rate these.") as server:
+        code, result = run_score(tmp_path, "llava_wild", server)
+        assert server.request_count == 2 * 4  # each review asked again 3 times
+    assert [name for name in result["metrics"] if name != "unscored"] == []
+    assert result["n_judge_failures"] == 2 and all(s["judge_error"] for s in result["samples"])
+    out = capsys.readouterr().out
+    assert "100.0" not in out and "judge failures  2 sample(s)" in out
+
+
+def test_score_of_an_unjudged_task_counts_no_judge_failures() -> None:
+    from tinyllava_bench.tasks import score_predictions
+
+    rows = [{"question_id": 1, "question": "Is it red?", "answer": "yes", "category": "random"}]
+    assert score_predictions("pope", rows, ["Yes"])["n_judge_failures"] == 0
+
+
+@pytest.mark.parametrize("protocol", ["official", "lmms-eval"])
+@pytest.mark.parametrize("task", ["mmvet", "llava_wild"])
+def test_score_and_eval_judge_with_the_task_files_settings(tmp_path, task, protocol) -> None:
+    """Both verbs resolve model, temperature, max_tokens and retries from tasks/<task>.yaml per protocol."""
+    from tinyllava_bench.engine.runner import EvalConfig, _judge_client
+    from tinyllava_bench.tasks import load_task
+
+    expected = load_task(task).judge_for(protocol)
+    with JudgeServer(reply="0.5" if task == "mmvet" else "8 6\nok") as server:
+        code, result = run_score(tmp_path, task, server, "--protocol", protocol)
+        sent = {(b["model"], b["temperature"], b["max_tokens"]) for b in server.requests}
+        config = EvalConfig(
+            model="m",
+            tasks=[task],
+            output=tmp_path / "run",
+            protocol=protocol,
+            judge_base_url=server.base_url,
+        )
+        eval_client = _judge_client(load_task(task), config, tmp_path / "run")
+    assert code == 0
+    assert sent == {(expected.model, expected.temperature, expected.max_tokens)}
+    recorded = {k: expected.model_dump()[k] for k in ("model", "temperature", "max_tokens", "retries")}
+    assert result["judge"] == {**recorded, "base_url": server.base_url}
+    assert eval_client.settings.public() == result["judge"]  # eval asks the judge exactly as score does
+
+
+def test_judge_flags_override_the_task_file(tmp_path) -> None:
+    with JudgeServer(reply="n/a") as server:
+        extra = ["--judge-model", "judge-x", "--judge-temperature", "0.7", "--judge-max-tokens", "9"]
+        code, result = run_score(tmp_path, "mmvet", server, *extra, "--judge-retries", "1")
+        sent = [(b["model"], b["temperature"], b["max_tokens"]) for b in server.requests]
+    # two samples: the first ask and 1 re-ask each (its answer never read), temperature as the grader raises it
+    assert sorted(sent) == [("judge-x", 0.7, 9)] * 4
+    assert result["judge"] == {
+        "model": "judge-x",
+        "temperature": 0.7,
+        "max_tokens": 9,
+        "retries": 1,
+        "base_url": server.base_url,
+    }
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "fragment"),
+    [
+        ("--judge-temperature", "nan", "between 0 and 2"),
+        ("--judge-max-tokens", "0", ">= 1"),
+        ("--judge-retries", "-1", ">= 0"),
+    ],
+)
+def test_bad_judge_flags_are_one_line_before_any_request(tmp_path, capsys, flag, value, fragment) -> None:
+    with JudgeServer() as server:
+        code, result = run_score(tmp_path, "mmvet", server, flag, value)
+        assert server.request_count == 0
+    err = capsys.readouterr().err
+    assert code == 2 and result is None and fragment in err and len(err.strip().splitlines()) == 1
+
+
+def test_score_finds_an_unwritable_judge_cache_before_any_request(tmp_path, capsys) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache should go")
+    with JudgeServer() as server:
+        code, result = run_score(tmp_path, "mmvet", server, "--judge-cache", str(blocker / "cache"))
+        assert server.request_count == 0
+    err = capsys.readouterr().err
+    assert code == 2 and result is None
+    assert "judge cache" in err and "--judge-cache" in err and len(err.strip().splitlines()) == 1
+
+
+def test_judge_cache_write_failing_mid_run_keeps_the_answer(tmp_path) -> None:
+    blocker = tmp_path / "blocked"
+    with JudgeServer(reply="0.5") as server:
+        client = make_client(server, blocker)
+        blocker.write_text("the cache folder was replaced by a file after the run started")
+        reply = ask(client)
+    assert reply.ok and reply.content == "0.5"
+
+
+# ------------------------------------------------------------------ credentials (issue 16.6)
+
+URL_PASSWORD = "pa55-Wd9xQ"
+URL_KEY = "QueryKey-77aa1"
+
+
+def secret_url(server: JudgeServer) -> str:
+    return server.base_url.replace("http://", f"http://alice:{URL_PASSWORD}@") + f"?api-key={URL_KEY}"
+
+
+def test_redactor_masks_url_credentials_and_the_key() -> None:
+    from tinyllava_bench.judge import Redactor, redact_url
+
+    url = f"https://bob:{URL_PASSWORD}@judge.example/v1?api-key={URL_KEY}&v=2"
+    redact = Redactor(url, API_KEY)
+    text = f"404 for {url}; no route /v1/?api-key={URL_KEY}chat; key {API_KEY}; auth bob:{URL_PASSWORD}"
+    masked = redact(text)
+    assert URL_PASSWORD not in masked and URL_KEY not in masked and API_KEY not in masked
+    assert "https://***@judge.example/v1?api-key=***" in masked
+    assert redact("other://carol:hunter22@host/x") == "other://***@host/x"  # any URL's userinfo
+    assert redact("the user role is fine") == "the user role is fine"  # the user name alone is no secret
+    assert redact_url(url) == "https://***@judge.example/v1?api-key=***&v=***"
+
+
+def test_score_output_and_console_carry_no_url_credentials(tmp_path, capsys) -> None:
+    """The server answers 404 echoing the request path, which the client built from the URL's query."""
+    with JudgeServer(reply="0.5") as server:
+        url = secret_url(server)
+        code, result = run_score(tmp_path, "mmvet", server, base_url=url)
+    captured = capsys.readouterr()
+    text = (tmp_path / "out" / "score.json").read_text() + captured.out + captured.err
+    assert URL_PASSWORD not in text and URL_KEY not in text
+    errors = [s["error"] for s in result["samples"]]
+    assert all("HTTP 404" in e and "api-key=***" in e for e in errors), errors  # the echo happened, masked
+    assert result["judge"]["base_url"] == server.base_url.replace("http://", "http://***@") + "?api-key=***"
+    assert result["n_judge_failures"] == 2
+    cached = [path.read_text() for path in (tmp_path / "out" / "judge_cache").rglob("*") if path.is_file()]
+    assert not any(URL_PASSWORD in entry or URL_KEY in entry for entry in cached)
+
+
+@pytest.mark.parametrize(
+    ("task", "protocol", "expected"),
+    [
+        # yuweihao/MM-Vet mm-vet_evaluator.py: gpt-4-0613, max_tokens 3, temperature 0, try counter past 5
+        ("mmvet", "official", ("gpt-4-0613", 0.0, 3, 5)),
+        # lmms-eval 0.7.3 mmvet/utils.py: MODEL_VERSION default, temperature 0.0, max_tokens 128, 0.0 at T 2.0
+        ("mmvet", "lmms-eval", ("gpt-4o-2024-11-20", 0.0, 128, 3)),
+        # LLaVA eval_gpt_review_bench.py: gpt-4-0314, temperature 0.2, max_tokens 1024 (re-asks: ours)
+        ("llava_wild", "official", ("gpt-4-0314", 0.2, 1024, 3)),
+        # lmms-eval 0.7.3 llava-in-the-wild/utils.py: OpenAIVerifier(temperature=0.0, max_tokens=1024)
+        ("llava_wild", "lmms-eval", ("gpt-4o-2024-11-20", 0.0, 1024, 3)),
+    ],
+)
+def test_task_files_carry_each_protocols_judge(task, protocol, expected) -> None:
+    from tinyllava_bench.judge import default_judge_model, resolve_judge_settings
+
+    settings = resolve_judge_settings(task, protocol)
+    assert (settings.model, settings.temperature, settings.max_tokens, settings.retries) == expected
+    assert default_judge_model(task, protocol) == expected[0]

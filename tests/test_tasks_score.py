@@ -178,7 +178,7 @@ def test_mmvet_calls_the_judge_and_records_it(tmp_path: Path, monkeypatch: pytes
         args = ("--judge-model", "gpt-test", "--judge-base-url", server.base_url)
         code, result = _score(tmp_path, "mmvet", rows, predictions, *args)
         assert len(server.requests) == 2
-    assert code == 0 and result["judge_model"] == "gpt-test" and result["judge_failures"] == 0
+    assert code == 0 and result["judge_model"] == "gpt-test" and result["n_judge_failures"] == 0
     assert result["metrics"]["total"] == pytest.approx(50.0)
     submission = json.loads((tmp_path / "out" / "score.submission.json").read_text())
     assert submission == {"v1_0": "4", "v1_1": "stop"}
@@ -192,7 +192,7 @@ def test_mmvet_calls_the_judge_and_records_it(tmp_path: Path, monkeypatch: pytes
             str(tmp_path / "new"),
         )
         code, result = _score(tmp_path, "mmvet", rows, predictions, *args)
-    assert code == 3 and result["judge_failures"] == 2
+    assert code == 3 and result["n_judge_failures"] == 2
     assert all(sample["score"] is None and sample["error"] for sample in result["samples"])
 
 

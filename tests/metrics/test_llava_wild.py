@@ -8,6 +8,7 @@ from tinyllava_bench.metrics.llava_wild import (
     build_llava_wild_judge_messages,
     load_judge_spec,
     parse_llava_review,
+    review_is_valid,
     score,
 )
 from tinyllava_bench.paths import PROTOCOL_DIR
@@ -98,10 +99,39 @@ def test_relative_scores_average_failed_reviews_in():
     assert result.metrics["model_score"] == 57.5
     assert result.metrics["relative_score_conv"] == 83.3
     assert result.metrics["relative_score_detail"] == 100.0
-    assert result.metrics["relative_score_complex"] == 100.0  # -1 / -1: the failed review's quirk
+    # complex holds only a failed review: the graders' -1 / -1 would print 100.0, which is no score
+    assert "relative_score_complex" not in result.metrics and "model_score_complex" not in result.metrics
     assert result.parsed[0] == [8.0, 6.0]
     assert result.scores == [6.0, 9.0, 9.0, -1.0]
     assert result.metrics["unscored"] == 0.0
+
+
+def test_a_run_whose_reviews_all_failed_has_no_score():
+    result = score(_rows(["conv", "detail"]), ["a", "b"], judgements=[[-1, -1], [-1, -1]])
+    assert not [name for name in result.metrics if name != "unscored"], result.metrics
+    assert result.scores == [-1.0, -1.0]
+
+
+@pytest.mark.parametrize(
+    ("pair", "valid"),
+    [
+        ([1, 10], True),
+        ([8, 6.5], True),
+        ([-1, -1], False),
+        ([100, -5], False),
+        ([0, 5], False),
+        ([5, 11], False),
+        ([float("nan"), 5], False),
+    ],
+)
+def test_a_valid_review_holds_two_scores_in_1_to_10(pair, valid):
+    assert review_is_valid(pair) is valid
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_judgement_that_is_not_finite_never_becomes_a_metric(bad):
+    with pytest.raises(ValueError, match="finite"):
+        score(_rows(["conv", "conv"]), ["a", "b"], judgements=[[8, 6], [8, bad]])
 
 
 def test_means_are_rounded_to_3_decimals_before_the_ratio():

@@ -59,9 +59,18 @@ def test_parse_score(content, official, lmms):
     assert parse_mmvet_score(content, "lmms-eval") == lmms
 
 
-def test_official_parse_lets_nan_through():
-    assert math.isnan(parse_mmvet_score("nan"))
-    assert parse_mmvet_score("nan", "lmms-eval") is None
+@pytest.mark.parametrize("content", ["nan", "NaN", "-nan", "inf", "-inf", "infinity"])
+def test_nan_and_inf_are_no_score(content):
+    # the official range check (`score > 1.0 or score < 0.0`) lets nan through; a NaN score would make every
+    # mean NaN and results.json invalid JSON, so here it is "not a score: ask again" under both protocols
+    assert parse_mmvet_score(content) is None
+    assert parse_mmvet_score(content, "lmms-eval") is None
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, 1.5, -0.1])
+def test_a_judgement_outside_0_1_never_becomes_a_metric(bad):
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        score(_rows([["rec"], ["ocr"]]), ["a", "b"], judgements=[0.5, bad])
 
 
 def test_capabilities_from_list_or_comma_string():

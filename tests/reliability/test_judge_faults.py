@@ -173,3 +173,70 @@ def test_judge_problems_found_before_any_generation(
     assert finished.returncode == 1
     assert_one_error_line(finished.stderr, *fragments)
     assert not list(tmp_path.glob("samples_*"))  # refused before a single sample was generated
+
+
+def test_an_unwritable_judge_cache_is_found_before_any_generation(
+    fork_server, checkpoint, data_root, tmp_path
+):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the judge cache should go")
+    run = tmp_path / "run"
+    with JudgeServer(reply=judge_reply) as server:
+        argv = judged_argv(checkpoint, data_root, run, server, "--judge-cache", str(blocker / "cache"))
+        finished = fork_server.run(argv, env=FAST_JUDGE)
+        assert server.request_count == 0
+    assert finished.returncode == 2
+    assert_one_error_line(finished.stderr, "judge cache", "--judge-cache")
+    assert not list(run.glob("samples_*"))  # refused before a single sample was generated
+
+
+def test_results_record_how_the_judge_was_asked(clean_run):
+    from tinyllava_bench.tasks import load_task
+
+    results = json.loads((clean_run / "results.json").read_text())
+    for task in JUDGED:
+        entry = results["tasks"][task]
+        expected = load_task(task).judge_for("official")
+        judge = dict(entry["judge"])
+        assert judge.pop("base_url").startswith("http://127.0.0.1:")
+        assert judge == {
+            "model": "judge-test",  # --judge-model; the rest from tasks/<task>.yaml
+            "temperature": expected.temperature,
+            "max_tokens": expected.max_tokens,
+            "retries": expected.retries,
+        }
+        assert entry["n_judge_failures"] == 0
+
+
+def _strict_json(path: Path) -> dict:
+    def refuse(constant: str):
+        raise AssertionError(f"{path} holds {constant}, which is not JSON")
+
+    return json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse)
+
+
+def test_judge_answers_that_are_no_score_are_counted_never_numbers(
+    fork_server, checkpoint, data_root, tmp_path
+):
+    """One MM-Vet question judged "nan" and one LLaVA-W review without scores: the graders' stand-ins (0.0 and
+    [-1, -1]) are used, each counted as a judge failure, and results.json stays valid JSON."""
+    poisoned = {task: _unique_question(data_root, task) for task in JUDGED}
+
+    def reply(body: dict, call: int) -> str:
+        content = body["messages"][-1]["content"]
+        if poisoned["mmvet"][1] in content and "[Assistant 1]" not in content:
+            return "nan"
+        if poisoned["llava_wild"][1] in content and "[Assistant 1]" in content:
+            return "100 -5\nscores outside 1-10"
+        return judge_reply(body, call)
+
+    with JudgeServer(reply=reply) as server:
+        finished = fork_server.run(judged_argv(checkpoint, data_root, tmp_path, server), env=FAST_JUDGE)
+    assert finished.returncode in (0, 3), finished.stderr[-3000:]  # 3: the exit status of counted failures
+    results = _strict_json(tmp_path / "results.json")
+    for task, (index, _question) in poisoned.items():
+        entry = results["tasks"][task]
+        assert entry["n_judge_failures"] == 1, entry
+        sample = read_jsonl(tmp_path / f"samples_{task}.jsonl")[index]
+        assert sample["score"] == (0.0 if task == "mmvet" else -1.0)
+    assert results["tasks"]["mmvet"]["metrics"]["total"] == pytest.approx(50.0 * (ROWS - 1) / ROWS, abs=0.05)

@@ -167,3 +167,35 @@ def test_task_options_with_python_tags_are_refused(fork_server, checkpoint, data
         assert not marker.exists()
         assert finished.returncode == 2, finished.stderr[-3000:]
         assert_one_error_line(finished.stderr, "--task-options")
+
+
+def test_judge_url_credentials_are_in_no_file_or_output(fork_server, checkpoint, data_root, tmp_path):
+    """A judge URL with user:password and an `api-key=` query: the client puts the query in the request path,
+    the server's 404 echoes that path, and the failure lands in samples files and the console, masked."""
+    password, query_key = "pw-Hq72LmZ0", "qk-Zt55Rw81b"
+    run = tmp_path / "run"
+    with JudgeServer(reply=judge_reply) as server:
+        url = server.base_url.replace("http://", f"http://alice:{password}@") + f"?api-key={query_key}"
+        argv = eval_argv(
+            checkpoint,
+            data_root,
+            run,
+            "mmvet,llava_wild",
+            "--judge-model",
+            "judge-test",
+            "--judge-base-url",
+            url,
+        )
+        finished = fork_server.run(
+            argv, env={"OPENAI_API_KEY": SECRET, "TINYLLAVA_BENCH_JUDGE_BACKOFF": "0.01"}
+        )
+    assert finished.returncode in (0, 3), finished.stderr[-3000:]  # 3: the exit status of counted failures
+    failed = [s for task in ("mmvet", "llava_wild") for s in read_jsonl(run / f"samples_{task}.jsonl")]
+    assert failed and all("HTTP 404" in s["error"] and "api-key=***" in s["error"] for s in failed)
+    outputs = [finished.stdout, finished.stderr] + [
+        path.read_text(errors="replace") for path in tmp_path.rglob("*") if path.is_file()
+    ]
+    leaks = [text[:200] for text in outputs if password in text or query_key in text or SECRET in text]
+    assert not leaks, leaks
+    results = json.loads((run / "results.json").read_text())
+    assert results["tasks"]["mmvet"]["judge"]["base_url"].startswith("http://***@127.0.0.1:")

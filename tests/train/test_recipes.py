@@ -261,3 +261,15 @@ def test_precision_and_checkpointing_default_to_the_originals_on_a_gpu(tmp_path,
         default_precision(ModelSpec(llm=str(tmp_path / "qwen"), vision="v", template="qwen2_base")) == "bf16"
     )
     assert default_precision(ModelSpec(llm="microsoft/phi-2", vision="v", template="phi")) == "fp16"
+
+
+def test_a_plan_never_turns_remote_code_on_by_itself(tmp_path):
+    # OpenELM's code lives in its hub repository: the card alone must not run it
+    with pytest.raises(UserError, match="trust_remote_code: true"):
+        _plan(tmp_path, "Factory-OpenELM-450M-Sig-base")
+    config = tmp_path / "c.yaml"
+    config.write_text('variant: Factory-OpenELM-450M-Sig-base\ntrust_remote_code: "false"\n')
+    with pytest.raises(UserError, match="must be the boolean true or false"):
+        _plan(tmp_path, config=config)
+    config.write_text("variant: Factory-OpenELM-450M-Sig-base\ntrust_remote_code: true\n")
+    assert _plan(tmp_path, config=config).model.trust_remote_code is True

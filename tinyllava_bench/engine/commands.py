@@ -30,6 +30,8 @@ def _key_values(text: str | None, flag: str) -> dict[str, Any]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from tinyllava_bench.judge.settings import add_judge_arguments
+
     p = subparsers.add_parser(
         "eval", help="evaluate a model on benchmark tasks (batched, resumable, data-parallel)"
     )
@@ -55,9 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="DataLoader workers decoding images (default: 2 on GPU; 0 on CPU, where workers would "
         "take cores from the model — benchmarks/README.md)",
     )
-    p.add_argument("--judge-model", default=None, help="judge for mmvet / llava_wild (default: the paper's)")
-    p.add_argument("--judge-base-url", default=None, help="OpenAI-compatible endpoint; key in OPENAI_API_KEY")
-    p.add_argument("--judge-cache", default=None, help="judge answer cache (default: OUT/judge_cache)")
+    add_judge_arguments(p, cache_default="OUT/judge_cache")
     p.add_argument(
         "--data-root",
         default=None,
@@ -87,6 +87,7 @@ def run_eval(args: argparse.Namespace) -> int:
     import torch
 
     from tinyllava_bench.engine.runner import EvalConfig, evaluate, expand_tasks
+    from tinyllava_bench.judge.settings import judge_overrides, resolve_judge_settings
     from tinyllava_bench.models.loading import check_overrides
     from tinyllava_bench.tasks import apply_overrides, load_task
 
@@ -100,7 +101,9 @@ def run_eval(args: argparse.Namespace) -> int:
     task_options = _key_values(args.task_options, "--task-options")
     check_overrides(model_args)
     for name in tasks:
-        apply_overrides(load_task(name), task_options)  # an unknown task or option key
+        task = apply_overrides(load_task(name), task_options)  # an unknown task or option key
+        if task.judged:  # a judge flag out of range
+            resolve_judge_settings(task, args.protocol, **judge_overrides(args))
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     output = Path(args.output) if args.output else Path("results") / Path(args.model.rstrip("/")).name
     config = EvalConfig(
@@ -116,6 +119,9 @@ def run_eval(args: argparse.Namespace) -> int:
         if args.num_workers is not None
         else (2 if device.startswith("cuda") else 0),
         judge_model=args.judge_model,
+        judge_temperature=args.judge_temperature,
+        judge_max_tokens=args.judge_max_tokens,
+        judge_retries=args.judge_retries,
         judge_base_url=args.judge_base_url,
         judge_cache=Path(args.judge_cache) if args.judge_cache else None,
         data_root=Path(args.data_root) if args.data_root else None,

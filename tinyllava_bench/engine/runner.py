@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from tinyllava_bench.engine.batching import BatchSizer, Prepared, Request, prepared_batches
 from tinyllava_bench.engine.distributed import Dist, close_distributed, init_distributed
@@ -30,6 +29,7 @@ from tinyllava_bench.engine.store import (
     write_jsonl_atomic,
 )
 from tinyllava_bench.errors import EXIT_INCOMPLETE, EXIT_OK, UserError
+from tinyllava_bench.judge.redaction import redact_url
 
 # `--tasks all`: the paper's eight benchmarks (VQAv2 scored locally on val; test-dev is its own task)
 ALL_TASKS = ("vqav2", "gqa", "scienceqa_img", "textvqa", "mmvet", "pope", "llava_wild", "mme")
@@ -47,6 +47,9 @@ class EvalConfig:
     dtype: str | None = None
     num_workers: int = 2
     judge_model: str | None = None
+    judge_temperature: float | None = None
+    judge_max_tokens: int | None = None
+    judge_retries: int | None = None
     judge_base_url: str | None = None
     judge_cache: Path | None = None
     data_root: Path | None = None
@@ -61,20 +64,6 @@ class EvalConfig:
         public = {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
         public["judge_base_url"] = redact_url(self.judge_base_url)
         return public
-
-
-def redact_url(url: str | None) -> str | None:
-    """`https://user:secret@host/v1?api-key=x` -> `https://***@host/v1?api-key=***`: safe to write to disk."""
-    if not url:
-        return url
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***@" + netloc.rsplit("@", 1)[1]
-    query = "&".join(
-        f"{pair.split('=', 1)[0]}=***" if "=" in pair else pair for pair in parts.query.split("&")
-    )
-    return urlunsplit((parts.scheme, netloc, parts.path, query if parts.query else "", parts.fragment))
 
 
 def expand_tasks(spec: str | list[str]) -> list[str]:
@@ -126,12 +115,15 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
         if device == "cuda" and dist.world > 1:
             device = f"cuda:{dist.local_rank}"
         tasks = [load_task(name) for name in expand_tasks(config.tasks)]  # fail fast on an unknown task
-        # a missing key or bad judge setting must not surface only after hours of generation
+        # a missing key, a bad judge setting or an unwritable judge cache must not surface only after hours of
+        # generation (and every judge setting is resolved here the way scoring will resolve it)
         if any(task.judged for task in tasks):
-            from tinyllava_bench.judge.client import judge_settings_from_env, require_api_key
+            from tinyllava_bench.judge.settings import check_judge_ready
 
-            require_api_key()
-            judge_settings_from_env()
+            for task in tasks:
+                if task.judged:
+                    _judge_settings(task, config)
+            check_judge_ready(_judge_cache_dir(config, Path(config.output)))
         output = Path(config.output)
         if dist.is_main:  # before the model loads: an impossible --output must not cost a load
             make_run_folder(output)
@@ -509,6 +501,7 @@ def _score_task(
             # only scoring can have failed (e.g. the judge gave up); it is done afresh below, so an error an
             # earlier run wrote into samples_<task>.jsonl must not outlive it
             record["parsed"], record["score"], record["error"] = None, None, None
+            record.pop("judge_error", None)
         records.append(record)
     predictions = [r["prediction"] for r in records]
     judge = (
@@ -522,8 +515,9 @@ def _score_task(
     for sample in scored["samples"]:
         record = records[sample["index"]]
         record["parsed"], record["score"] = sample["parsed"], sample["score"]
-        if sample.get("error"):
-            record["error"] = sample["error"]
+        for key in ("error", "judge_error"):
+            if sample.get(key):
+                record[key] = sample[key]
     write_jsonl_atomic(samples_path(output, task.name), records)
     if task.submission:
         write_submission(
@@ -533,9 +527,13 @@ def _score_task(
         "metrics": scored["metrics"],
         "headline": task.headline,
         "n_samples": len(indices),
-        "n_errors": sum(1 for r in records if r.get("error")),
+        # samples without an answer or a score for a reason other than the judge: n_judge_failures counts those
+        "n_errors": sum(1 for r in records if r.get("error") and not r.get("judge_error")),
         "protocol": config.protocol,
         "judge_model": scored.get("judge_model"),
+        # model, temperature, max_tokens, retries, base_url (credentials masked); None for unjudged tasks
+        "judge": scored.get("judge"),
+        "n_judge_failures": scored["n_judge_failures"],
         "dataset": data.provenance(),
         "generation": task.generation_for(config.protocol).record(config.seed),
         "limit": config.limit,
@@ -543,8 +541,17 @@ def _score_task(
 
 
 def _judge_client(task: Any, config: EvalConfig, output: Path) -> Any:
-    from tinyllava_bench.judge import JudgeClient, default_judge_model, judge_settings_from_env
+    from tinyllava_bench.judge.settings import open_judge_client
 
-    cache = Path(config.judge_cache) if config.judge_cache else output / "judge_cache"
-    model = config.judge_model or default_judge_model(task.name, config.protocol)
-    return JudgeClient(model, base_url=config.judge_base_url, cache_dir=cache, **judge_settings_from_env())
+    return open_judge_client(_judge_settings(task, config), _judge_cache_dir(config, output))
+
+
+def _judge_settings(task: Any, config: EvalConfig) -> Any:
+    """The task's judge settings under the run's protocol, with the --judge-* overrides (as `score` resolves them)."""
+    from tinyllava_bench.judge.settings import judge_overrides, resolve_judge_settings
+
+    return resolve_judge_settings(task, config.protocol, **judge_overrides(config))
+
+
+def _judge_cache_dir(config: EvalConfig, output: Path) -> Path:
+    return Path(config.judge_cache) if config.judge_cache else output / "judge_cache"

@@ -2,10 +2,16 @@
 
 from tinyllava_bench.judge.cache import JudgeCache, request_cache_key
 from tinyllava_bench.judge.client import API_KEY_ENV, JudgeClient, JudgeReply, judge_settings_from_env
+from tinyllava_bench.judge.redaction import Redactor, redact_url
+from tinyllava_bench.judge.settings import (
+    JudgeSettings,
+    add_judge_arguments,
+    check_judge_ready,
+    judge_overrides,
+    open_judge_client,
+    resolve_judge_settings,
+)
 from tinyllava_bench.judge.tasks import (
-    LMMS_EVAL_JUDGE_MODEL,
-    OFFICIAL_LLAVA_WILD_JUDGE_MODEL,
-    OFFICIAL_MMVET_JUDGE_MODEL,
     PROTOCOLS,
     JudgeOutcome,
     default_judge_model,
@@ -15,17 +21,22 @@ from tinyllava_bench.judge.tasks import (
 
 __all__ = [
     "API_KEY_ENV",
-    "LMMS_EVAL_JUDGE_MODEL",
-    "OFFICIAL_LLAVA_WILD_JUDGE_MODEL",
-    "OFFICIAL_MMVET_JUDGE_MODEL",
     "PROTOCOLS",
     "JudgeCache",
     "JudgeClient",
     "JudgeOutcome",
     "JudgeReply",
+    "JudgeSettings",
+    "Redactor",
+    "add_judge_arguments",
+    "check_judge_ready",
     "default_judge_model",
     "judge_llava_wild",
     "judge_mmvet",
+    "judge_overrides",
     "judge_settings_from_env",
+    "open_judge_client",
+    "redact_url",
     "request_cache_key",
+    "resolve_judge_settings",
 ]

@@ -45,6 +45,21 @@ class JudgeCache:
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
 
+    def check_writable(self) -> None:
+        """Raise UserError unless an entry can be written here: found before a run pays for generation."""
+        from tinyllava_bench.errors import UserError
+
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=".probe-", dir=self.root)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise UserError(
+                f"the judge cache {self.root} cannot be written ({exc.strerror or exc}); "
+                "pass a writable folder with --judge-cache"
+            ) from None
+
     def path_for(self, key: str) -> Path:
         """Where the entry for `key` lives (sharded so no folder holds more than a few thousand files)."""
         return self.root / key[:2] / f"{key}.json"

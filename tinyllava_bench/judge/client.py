@@ -12,10 +12,14 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tinyllava_bench.errors import UserError
 from tinyllava_bench.judge.cache import JudgeCache, request_cache_key
+from tinyllava_bench.judge.redaction import Redactor
+
+if TYPE_CHECKING:
+    from tinyllava_bench.judge.settings import JudgeSettings
 
 log = logging.getLogger(__name__)
 
@@ -91,19 +95,22 @@ class JudgeClient:
         timeout: float = 120.0,
         backoff: float = 1.0,
         max_backoff: float = 60.0,
+        settings: JudgeSettings | None = None,
     ) -> None:
         self._key_locks: dict[str, threading.Lock] = {}
         self._key_locks_guard = threading.Lock()
         api_key = require_api_key()
         self.model = model
         self.base_url = base_url
+        # how the judging loops ask (temperature, max_tokens, re-asks); None: the task file's for the protocol
+        self.settings = settings
         self.max_retries = max_retries
         self.timeout = timeout
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.cache = JudgeCache(cache_dir)
-        # Kept only to scrub it out of error text that a server may echo back; never stored anywhere else.
-        self._api_key = api_key
+        # Scrubs the key and the URL's credentials out of error text a server may echo back; never stored.
+        self.redact = Redactor(base_url, api_key)
         # Imported here: the openai package takes about a second to import and most commands never judge.
         import openai
 
@@ -161,7 +168,7 @@ class JudgeClient:
             n_requests += 1
             problem, retryable, content, served_model = self._send(request)
             if problem is None:
-                self.cache.put(key, request, content, served_model)
+                self._store(key, request, content, served_model)
                 return JudgeReply(content=content, served_model=served_model, n_requests=n_requests)
             last_problem = self._scrub(problem)
             log.info("judge request %d/%d failed: %s", attempt + 1, self.max_retries + 1, last_problem)
@@ -206,8 +213,15 @@ class JudgeClient:
         return None, False, content or "", served_model if isinstance(served_model, str) else None
 
     def _scrub(self, text: str) -> str:
-        # A very short key (e.g. "x" for a local server) would mangle ordinary text and is no secret anyway.
-        return text.replace(self._api_key, "***") if len(self._api_key) >= 8 else text
+        return self.redact(text)
+
+    def _store(self, key: str, request: dict[str, Any], content: str, served_model: str | None) -> None:
+        # The run checked the cache folder before it started (check_writable); a write that fails later (a full
+        # disk) must not throw away an answer that was paid for: the sample keeps it, only a rerun pays again.
+        try:
+            self.cache.put(key, request, content, served_model)
+        except OSError as exc:
+            log.warning("judge answer not cached (%s): %s", self.cache.root, exc.strerror or exc)
 
 
 def _short(text: str, limit: int = 300) -> str:

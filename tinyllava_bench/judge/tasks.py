@@ -13,38 +13,37 @@ from typing import Any, TypeVar
 
 from tinyllava_bench.errors import UserError
 from tinyllava_bench.judge.client import JudgeClient, JudgeReply
+from tinyllava_bench.judge.settings import JudgeSettings, resolve_judge_settings
 from tinyllava_bench.metrics import PROTOCOLS
 from tinyllava_bench.metrics.llava_wild import (
     CATEGORIES as LLAVA_WILD_CATEGORIES,
 )
 from tinyllava_bench.metrics.llava_wild import (
-    JUDGE_SETTINGS as LLAVA_WILD_JUDGE_SETTINGS,
-)
-from tinyllava_bench.metrics.llava_wild import (
+    FAILED_REVIEW,
     build_llava_wild_judge_messages,
     load_judge_spec,
     parse_llava_review,
+    review_is_valid,
 )
-from tinyllava_bench.metrics.mmvet import JUDGE_SETTINGS as MMVET_JUDGE_SETTINGS
 from tinyllava_bench.metrics.mmvet import build_mmvet_judge_message, parse_mmvet_score
 
-# Judge model ids of the original runs; GPT-judged scores drift with the judge, so record whichever is used.
-OFFICIAL_MMVET_JUDGE_MODEL: str = MMVET_JUDGE_SETTINGS["official"]["model"]
-OFFICIAL_LLAVA_WILD_JUDGE_MODEL: str = LLAVA_WILD_JUDGE_SETTINGS["official"]["model"]
-LMMS_EVAL_JUDGE_MODEL: str = MMVET_JUDGE_SETTINGS["lmms-eval"]["model"]  # its MODEL_VERSION default
-
-MMVET_OFFICIAL_MAX_TRIES = 5  # the grader gives up (score 0.0) once its try counter passes this
 MMVET_LMMS_EVAL_EMPTY_PATIENCE = 3  # get_chat_response asks this many times while the answer is empty
-# lmms-eval re-asks forever at the same temperature while the judge answers a number outside [0, 1];
-# we stop after this many such answers and record an error rather than loop.
-MMVET_LMMS_EVAL_OUT_OF_RANGE_LIMIT = 5
+MMVET_TEMPERATURE_STEP = 0.5  # both MM-Vet graders raise the temperature by this much per re-ask
+# The API refuses more; only a --judge-retries above the graders' count reaches it (their last ask is at 2.0).
+MMVET_MAX_TEMPERATURE = 2.0
 
 Score = float | tuple[float, float]
 
 
 @dataclass(frozen=True)
 class JudgeOutcome:
-    """The judge's verdict on one sample; `score` is None exactly when `error` is set."""
+    """The judge's verdict on one sample.
+
+    `error`: no score at all (the judge could not be reached, no prediction); `score` is None exactly then.
+    `judge_error`: the judge failed on this sample (set whenever `error` comes from the judge, and also when
+    the grader's fallback score stands in for a verdict: MM-Vet's 0.0, LLaVA-W's [-1, -1]); such samples are
+    what `n_judge_failures` counts.
+    """
 
     question_id: Any
     score: Score | None  # MM-Vet: correctness in [0, 1]; LLaVA-W: (reference score, model score)
@@ -55,16 +54,15 @@ class JudgeOutcome:
     judge_model: str  # the model id asked for
     served_model: str | None  # the model id the endpoint reported (last answer)
     protocol: str
+    judge_error: str | None = None
 
 
 def default_judge_model(task: str, protocol: str = "official") -> str:
-    """The judge the original runs used for `task` ("mmvet" or "llava_wild") under `protocol`."""
+    """The judge model tasks/<task>.yaml names for `protocol` ("mmvet" or "llava_wild")."""
     _check_protocol(protocol)
-    if task == "mmvet":
-        return MMVET_JUDGE_SETTINGS[protocol]["model"]
-    if task == "llava_wild":
-        return LLAVA_WILD_JUDGE_SETTINGS[protocol]["model"]
-    raise UserError(f"no judge for task {task!r}: use 'mmvet' or 'llava_wild'.")
+    if task not in ("mmvet", "llava_wild"):
+        raise UserError(f"no judge for task {task!r}: use 'mmvet' or 'llava_wild'.")
+    return resolve_judge_settings(task, protocol).model
 
 
 # --------------------------------------------------------------------------------------------- loops
@@ -93,7 +91,15 @@ class _SampleTally:
             self.served_model = reply.served_model or self.served_model
         return reply
 
-    def outcome(self, score: Score | None, error: str | None = None) -> JudgeOutcome:
+    def outcome(self, score: Score | None, judge_error: str | None = None) -> JudgeOutcome:
+        """A verdict; with `judge_error`, `score` is the grader's stand-in for the verdict the judge did not give."""
+        return self._make(score, None, judge_error)
+
+    def failed(self, error: str, *, by_judge: bool = True) -> JudgeOutcome:
+        """No score at all: the judge could not be asked (`by_judge`) or there was nothing to ask about."""
+        return self._make(None, error, error if by_judge else None)
+
+    def _make(self, score: Score | None, error: str | None, judge_error: str | None) -> JudgeOutcome:
         return JudgeOutcome(
             question_id=self.question_id,
             score=None if error else score,
@@ -104,6 +110,7 @@ class _SampleTally:
             judge_model=self.client.model,
             served_model=self.served_model,
             protocol=self.protocol,
+            judge_error=judge_error,
         )
 
 
@@ -111,33 +118,79 @@ def _user(content: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": content}]
 
 
+def _not_a_score(content: str | None, n_asked: int, fallback: str) -> str:
+    shown = _short_answer(content)
+    return f"the judge gave no valid score in {n_asked} answer(s) (last: {shown}); scored {fallback} as the grader does"
+
+
+def _short_answer(content: str | None, limit: int = 80) -> str:
+    if content is None:
+        return "none"
+    return repr(content if len(content) <= limit else content[: limit - 3] + "...")
+
+
 def _judge_mmvet_official(
-    tally: _SampleTally, question: str, gt_answer: str, prediction: str
+    tally: _SampleTally, settings: JudgeSettings, question: str, gt_answer: str, prediction: str
 ) -> JudgeOutcome:
-    settings = MMVET_JUDGE_SETTINGS["official"]
-    max_tokens = settings["max_tokens"]
-    temperature = float(settings["temperature"])
+    max_tokens = settings.max_tokens
+    temperature = float(settings.temperature)
     reply = tally.ask(
         _user(build_mmvet_judge_message(question, gt_answer, prediction)), temperature, max_tokens
     )
     if not reply.ok:
-        return tally.outcome(None, reply.error)
+        return tally.failed(reply.error or "the judge failed")
     score = parse_mmvet_score(reply.content, "official")
     retry_messages = _user(build_mmvet_judge_message(question, gt_answer, prediction, "official", retry=True))
-    try_time = 1
+    n_retries = 0
     while score is None:
-        # As in the grader: the first retry still runs at temperature 0; +0.5 after each retry; the answer to
-        # the retry that pushes the counter past the limit is never parsed.
+        # As in the grader: the first re-ask still runs at the start temperature, +0.5 after each; the answer to
+        # the re-ask that spends the budget is never read (its try counter passes 5 first).
+        if n_retries >= settings.retries:
+            return tally.outcome(0.0, _not_a_score(tally.content, n_retries + 1, "0.0"))
         reply = tally.ask(retry_messages, temperature, max_tokens)
         if not reply.ok:
-            return tally.outcome(None, reply.error)
-        try_time += 1
-        temperature += 0.5
-        if try_time > MMVET_OFFICIAL_MAX_TRIES:
-            score = 0.0
-            break
+            return tally.failed(reply.error or "the judge failed")
+        n_retries += 1
+        temperature = min(MMVET_MAX_TEMPERATURE, temperature + MMVET_TEMPERATURE_STEP)
+        if n_retries >= settings.retries:
+            return tally.outcome(0.0, _not_a_score(tally.content, n_retries + 1, "0.0"))
         score = parse_mmvet_score(reply.content, "official")
     return tally.outcome(score)
+
+
+def _judge_mmvet_lmms_eval(
+    tally: _SampleTally, settings: JudgeSettings, question: str, gt_answer: str, prediction: str
+) -> JudgeOutcome:
+    max_tokens = settings.max_tokens
+    temperature = float(settings.temperature)
+    messages = _user(build_mmvet_judge_message(question, gt_answer, prediction, "lmms-eval"))
+    asks_at: dict[float, int] = {}  # identical requests re-asked on purpose must not be served from the cache
+    n_answers = 0
+    while True:
+        content = ""
+        for _ in range(MMVET_LMMS_EVAL_EMPTY_PATIENCE):
+            repeat = asks_at.get(temperature, 0)
+            asks_at[temperature] = repeat + 1
+            reply = tally.ask(messages, temperature, max_tokens, repeat=repeat)
+            if not reply.ok:
+                return tally.failed(reply.error or "the judge failed")
+            content = (reply.content or "").strip()
+            if content:
+                break
+        n_answers += 1
+        if not content:
+            return tally.outcome(0.0, _not_a_score(content, n_answers, "0.0"))
+        score = parse_mmvet_score(content, "lmms-eval")
+        if score is not None:
+            return tally.outcome(score)
+        # lmms-eval raises the temperature after an answer that is not a number (and sends one more request whose
+        # answer it throws away: it cannot change the score, so we do not pay for it) and scores 0.0 once the
+        # temperature reaches 2.0, i.e. after 3 re-asks; a number outside [0, 1] it asks again at the same
+        # temperature without end. Both spend the same budget of re-asks here.
+        if n_answers > settings.retries:
+            return tally.outcome(0.0, _not_a_score(content, n_answers, "0.0"))
+        if not _reads_as_number(content):
+            temperature = min(MMVET_MAX_TEMPERATURE, temperature + MMVET_TEMPERATURE_STEP)
 
 
 def _reads_as_number(content: str) -> bool:
@@ -149,65 +202,30 @@ def _reads_as_number(content: str) -> bool:
     return True
 
 
-def _judge_mmvet_lmms_eval(
-    tally: _SampleTally, question: str, gt_answer: str, prediction: str
-) -> JudgeOutcome:
-    settings = MMVET_JUDGE_SETTINGS["lmms-eval"]
-    max_tokens = settings["max_tokens"]
-    temperature = float(settings["temperature"])
-    messages = _user(build_mmvet_judge_message(question, gt_answer, prediction, "lmms-eval"))
-    asks_at: dict[float, int] = {}  # identical requests re-asked on purpose must not be served from the cache
-    out_of_range = 0
-    while True:
-        content = ""
-        for _ in range(MMVET_LMMS_EVAL_EMPTY_PATIENCE):
-            repeat = asks_at.get(temperature, 0)
-            asks_at[temperature] = repeat + 1
-            reply = tally.ask(messages, temperature, max_tokens, repeat=repeat)
-            if not reply.ok:
-                return tally.outcome(None, reply.error)
-            content = (reply.content or "").strip()
-            if content:
-                break
-        if not content:
-            return tally.outcome(0.0)
-        score = parse_mmvet_score(content, "lmms-eval")
-        if score is not None:
-            return tally.outcome(score)
-        if not _reads_as_number(content):
-            # lmms-eval also sends one more request here and throws its answer away; it cannot change the
-            # score, so we do not pay for it.
-            temperature += 0.5
-            if temperature >= 2:
-                return tally.outcome(0.0)
-            continue
-        out_of_range += 1
-        if out_of_range >= MMVET_LMMS_EVAL_OUT_OF_RANGE_LIMIT:
-            return tally.outcome(
-                None,
-                f"judge answered a number outside [0, 1] {out_of_range} times ({content!r}); "
-                "lmms-eval would keep asking forever",
-            )
-
-
 def judge_mmvet(
     client: JudgeClient,
     rows: Sequence[Mapping[str, Any]],
     predictions: Mapping[Any, str | None] | Sequence[str | None],
     protocol: str = "official",
     workers: int = 4,
+    settings: JudgeSettings | None = None,
 ) -> list[JudgeOutcome]:
-    """Grade MM-Vet predictions (rows: question_id, question, answer); outcomes in the order of `rows`."""
+    """Grade MM-Vet predictions (rows: question_id, question, answer); outcomes in the order of `rows`.
+
+    `settings` (temperature, max_tokens, re-asks): default the client's, else tasks/mmvet.yaml's for `protocol`;
+    the model asked is always the client's.
+    """
     _check_protocol(protocol)
     _require_columns(rows, ("question", "answer"), "MM-Vet")
+    settings = settings or client.settings or resolve_judge_settings("mmvet", protocol, model=client.model)
     judge_one = _judge_mmvet_official if protocol == "official" else _judge_mmvet_lmms_eval
 
     def judge(item: tuple[Mapping[str, Any], str | None]) -> JudgeOutcome:
         row, prediction = item
         tally = _SampleTally(client, row.get("question_id"), protocol)
         if prediction is None:
-            return tally.outcome(None, "no prediction for this question")
-        return judge_one(tally, row["question"], row["answer"], prediction)
+            return tally.failed("no prediction for this question", by_judge=False)
+        return judge_one(tally, settings, row["question"], row["answer"], prediction)
 
     return _map_in_order(judge, list(zip(rows, _align_predictions(rows, predictions), strict=True)), workers)
 
@@ -219,10 +237,15 @@ def judge_llava_wild(
     protocol: str = "official",
     rules: Mapping[str, Any] | None = None,
     workers: int = 4,
+    settings: JudgeSettings | None = None,
 ) -> list[JudgeOutcome]:
     """Review LLaVA-W answers against the rows' `gpt_answer`; each score is (reference, model), in row order.
 
     `rules`: a llava_wild_judge.json-like spec or a bare LLaVA rule.json table (default: the bundled one).
+    `settings`: default the client's, else tasks/llava_wild.yaml's for `protocol`; the model asked is the client's.
+    A review that does not hold two scores in 1-10 is asked again with a fresh request (never the cache's copy)
+    up to `settings.retries` times; then it counts as [-1, -1], as both graders count an unreadable review,
+    with a judge error.
     """
     _check_protocol(protocol)
     _require_columns(rows, ("question", "caption", "gpt_answer", "category"), "LLaVA-Bench-in-the-Wild")
@@ -235,19 +258,30 @@ def judge_llava_wild(
                 f"LLaVA-W question {row.get('question_id')!r} has category {row['category']!r} with no review "
                 f"rule: use one of {', '.join(LLAVA_WILD_CATEGORIES)}."
             )
-    settings = LLAVA_WILD_JUDGE_SETTINGS[protocol]
+    settings = (
+        settings or client.settings or resolve_judge_settings("llava_wild", protocol, model=client.model)
+    )
 
     def judge(item: tuple[Mapping[str, Any], str | None]) -> JudgeOutcome:
         row, prediction = item
         tally = _SampleTally(client, row.get("question_id"), protocol)
         if prediction is None:
-            return tally.outcome(None, "no prediction for this question")
+            return tally.failed("no prediction for this question", by_judge=False)
         messages = build_llava_wild_judge_messages(row, prediction, rules, protocol)
-        reply = tally.ask(messages, float(settings["temperature"]), settings["max_tokens"])
-        if not reply.ok:
-            return tally.outcome(None, reply.error)
-        reference_score, model_score = parse_llava_review(reply.content, protocol)
-        return tally.outcome((reference_score, model_score))
+        for attempt in range(settings.retries + 1):
+            # attempt > 0: the same request on purpose, so it must reach the judge, not the cached answer
+            reply = tally.ask(messages, settings.temperature, settings.max_tokens, repeat=attempt)
+            if not reply.ok:
+                return tally.failed(reply.error or "the judge failed")
+            pair = parse_llava_review(reply.content, protocol)
+            if review_is_valid(pair):
+                return tally.outcome((pair[0], pair[1]))
+        first_line = (tally.content or "").strip().split("\n")[0]
+        return tally.outcome(
+            (FAILED_REVIEW[0], FAILED_REVIEW[1]),
+            f"the judge gave no review with two scores in 1-10 in {settings.retries + 1} answer(s) "
+            f"(last first line: {_short_answer(first_line)}); counted as [-1, -1] as the graders do",
+        )
 
     return _map_in_order(judge, list(zip(rows, _align_predictions(rows, predictions), strict=True)), workers)
 

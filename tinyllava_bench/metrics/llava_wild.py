@@ -18,12 +18,13 @@ from tinyllava_bench.metrics import PROTOCOLS, TaskScore
 
 JUDGE_FILE = "llava_wild_judge.json"
 CATEGORIES = ("conv", "detail", "complex")
+# What both graders average in for a review they cannot read; the judge layer also gives it to a review whose
+# scores fall outside SCORE_RANGE, once its re-asks are spent, and counts each as a judge failure.
 FAILED_REVIEW = [-1.0, -1.0]
-# LLaVA's script names gpt-4-0314; TinyLLaVABench's copy of it names plain "gpt-4"
-JUDGE_SETTINGS: dict[str, dict[str, Any]] = {
-    "official": {"model": "gpt-4-0314", "temperature": 0.2, "max_tokens": 1024},
-    "lmms-eval": {"model": "gpt-4o-2024-11-20", "temperature": 0.0, "max_tokens": 1024},
-}
+# The review rule asks for "an overall score on a scale of 1 to 10" per assistant (protocol/llava_wild_judge.json).
+SCORE_RANGE = (1.0, 10.0)
+# Judge model, temperature, max_tokens and re-asks: tasks/llava_wild.yaml `judge:` (LLaVA's script names
+# gpt-4-0314; TinyLLaVABench's copy of it names plain "gpt-4").
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 # lmms-eval marks "not this category" with this pair and drops any pair holding it from every mean
 _LMMS_EVAL_SKIP = -999
@@ -60,6 +61,12 @@ def parse_llava_review(text: str | None, protocol: str = "official") -> list[flo
         return [float(tokens[0]), float(tokens[1])]
     except ValueError:
         return list(FAILED_REVIEW)
+
+
+def review_is_valid(pair: Sequence[float]) -> bool:
+    """Whether a parsed review holds two scores within SCORE_RANGE (False for [-1, -1], "100 -5", nan)."""
+    low, high = SCORE_RANGE
+    return len(pair) == 2 and all(low <= value <= high for value in pair)
 
 
 def _caption_text(caption: Any) -> str:
@@ -102,8 +109,12 @@ def build_llava_wild_judge_messages(
 
 
 def _summary(pairs: Sequence[Sequence[float]]) -> tuple[float, float, float] | None:
-    """(relative, reference ×10, model ×10) as summarize_gpt_review.py prints them, or None if undefined."""
-    if not pairs:
+    """(relative, reference ×10, model ×10) as summarize_gpt_review.py prints them, or None if undefined.
+
+    Undefined also when every review failed: the graders' arithmetic gives [-1, -1] / [-1, -1] = 100.0, which
+    is no score.
+    """
+    if not pairs or all(list(pair) == FAILED_REVIEW for pair in pairs):
         return None
     reference_mean, model_mean = (round(x, 3) for x in np.asarray(pairs, dtype=np.float64).mean(0).tolist())
     if reference_mean == 0:
@@ -125,7 +136,7 @@ def score(
 
     judgements[i] = (reference_score, model_score) from parse_llava_review, or None for a judge call that
     failed; None rows are left out and counted in `unscored`, while [-1, -1] reviews are averaged in as
-    both graders do. Per sample: parsed = [reference, model], score = the model's 1-10 judge score.
+    both graders do (a mean over failed reviews only gets no metric at all). Per sample: parsed = [reference, model], score = the model's 1-10 judge score.
     Also `reference_score`/`model_score` (means ×10, as LLaVA's summary prints) and per-category variants.
     """
     if protocol not in PROTOCOLS:
@@ -148,6 +159,8 @@ def score(
         if len(judgement) != 2:
             raise ValueError(f"LLaVA-W judgement must be (reference_score, model_score), got {judgement!r}")
         pair = [float(judgement[0]), float(judgement[1])]
+        if not all(np.isfinite(pair)):  # the judge layer turns such a review into [-1, -1]; never a metric
+            raise ValueError(f"LLaVA-W judgement must hold finite scores, got {judgement!r}")
         parsed.append(pair)
         scores.append(pair[1])
         if protocol == "lmms-eval" and _LMMS_EVAL_SKIP in pair:

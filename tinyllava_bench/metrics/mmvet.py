@@ -21,15 +21,12 @@ RETRY_SUFFIX = "\nPredict the correctness of the answer (digit): "
 # the official grader reports means rounded (numpy's rounding) to this many decimals
 OFFICIAL_DECIMAL_PLACES = 1
 
-# What each grader sends; for the judge layer. Official: each retry adds RETRY_SUFFIX; the first retry still
-# uses temperature 0.0, then +0.5 per retry (0.0, 0.5, 1.0, 1.5, 2.0); after the 5th retry the score is 0.0
-# without reading that last reply. lmms-eval: same message on retry; an unreadable reply raises the
-# temperature by 0.5 (score 0.0 once it reaches 2.0), a number outside [0, 1] is asked again at the same
-# temperature, and an empty reply (after 3 transport tries) scores 0.0.
-JUDGE_SETTINGS: dict[str, dict[str, Any]] = {
-    "official": {"model": "gpt-4-0613", "max_tokens": 3, "temperature": 0.0},
-    "lmms-eval": {"model": "gpt-4o-2024-11-20", "max_tokens": 128, "temperature": 0.0},
-}
+# How each grader re-asks (the judge layer runs it; model, temperature, max_tokens and the number of re-asks are
+# in tasks/mmvet.yaml `judge:`). Official: each re-ask adds RETRY_SUFFIX; the first still uses the start
+# temperature, then +0.5 per re-ask; the answer to the last re-ask is never read and the score is 0.0.
+# lmms-eval: same message on a re-ask; an unreadable answer raises the temperature by 0.5 (0.0 once it reaches
+# 2.0), a number outside [0, 1] is asked again at the same temperature, an empty answer (after 3 tries) is 0.0.
+# Every such 0.0 is a judge failure: scored as the grader scores it, and counted.
 
 
 @functools.cache
@@ -67,10 +64,11 @@ def build_mmvet_judge_message(
 
 
 def parse_mmvet_score(content: str | None, protocol: str = "official") -> float | None:
-    """The score in a judge reply, or None meaning "unreadable: ask again" (see JUDGE_SETTINGS notes).
+    """The score in a judge reply, a number in [0, 1], or None meaning "not a score: ask again".
 
-    Official quirk kept: "nan" passes its range check and is returned as NaN. lmms-eval strips the reply
-    first and rejects NaN; for it an empty reply also gives None, though lmms-eval then scores 0.0 at once.
+    "nan" is not a score under either protocol (the official range check `score > 1.0 or score < 0.0` happens to
+    let NaN through, which would make every mean NaN); "inf" fails the range check in both. lmms-eval strips the
+    reply first; for it an empty reply also gives None, though lmms-eval then scores 0.0 at once.
     """
     if content is None:
         return None
@@ -80,9 +78,7 @@ def parse_mmvet_score(content: str | None, protocol: str = "official") -> float 
         value = float(content.split(" ")[0].strip())
     except ValueError:
         return None
-    if protocol == "lmms-eval":
-        return value if 0.0 <= value <= 1.0 else None
-    return None if value > 1.0 or value < 0.0 else value
+    return value if 0.0 <= value <= 1.0 else None  # False for nan
 
 
 def capabilities_of(row: Mapping[str, Any]) -> list[str]:
@@ -108,6 +104,9 @@ def score(
 ) -> TaskScore:
     """Aggregate judge scores (floats in [0, 1]; None = judge unreachable) into `total` and per-capability means.
 
+    A judgement outside [0, 1] (nan included) is a caller's bug and raises ValueError: it must never become a
+    metric.
+
     Metrics are percent; `official` rounds them to 1 decimal with numpy as the grader does, `lmms-eval`
     does not round. None judgements are left out of every mean and counted in `unscored`. A capability
     no scored row has gets no metric.
@@ -121,6 +120,9 @@ def score(
         raise ValueError(f"mmvet needs one judge score per row: {len(rows)} rows, {got} judgements")
 
     scores: list[float | None] = [None if j is None else float(j) for j in judgements]
+    bad = [value for value in scores if value is not None and not 0.0 <= value <= 1.0]
+    if bad:
+        raise ValueError(f"mmvet judge scores must lie in [0, 1]; got {bad[0]!r}")
     total = 0.0
     count = 0
     capability_sums = dict.fromkeys(CAPABILITIES, 0.0)

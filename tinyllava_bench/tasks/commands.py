@@ -81,10 +81,13 @@ def _summary(result: Mapping[str, Any]) -> str:
     if result["n_missing"]:
         coverage += f" ({result['n_missing']} without a prediction, not scored)"
     lines.append(f"scored    {coverage}")
-    if "judge_model" in result:
+    if "judge" in result:
+        judge = result["judge"]
         lines.append(
-            f"judge     {result['judge_model']} ({result['judge_failures']} sample(s) without a judge score)"
+            f"judge     {judge['model']} (temperature {judge['temperature']:g}, max_tokens {judge['max_tokens']}, "
+            f"{judge['retries']} re-ask(s) of an answer that is no score)"
         )
+        lines.append(f"judge failures  {result['n_judge_failures']} sample(s) (each has a judge_error)")
     metrics = result["metrics"]
     if metrics:
         headline = result["headline"]
@@ -126,11 +129,41 @@ def run_score(args: argparse.Namespace) -> int:
         )
     if not 0.0 <= args.max_error_rate <= 1.0:
         raise UserError(f"--max-error-rate is a share between 0 and 1, got {args.max_error_rate}")
+    judge_settings = None
+    if task.judged:
+        from tinyllava_bench.judge import judge_overrides, resolve_judge_settings
+
+        judge_settings = resolve_judge_settings(task, args.protocol, **judge_overrides(args))
+    else:
+        given = [
+            flag
+            for flag in (
+                "judge_model",
+                "judge_temperature",
+                "judge_max_tokens",
+                "judge_retries",
+                "judge_base_url",
+                "judge_cache",
+            )
+            if getattr(args, flag) is not None
+        ]
+        if given:
+            raise UserError(
+                f"task {task.name} has no judge: drop --{given[0].replace('_', '-')} "
+                "(the judge flags apply to mmvet and llava_wild)"
+            )
     with run_phase():
-        return _score(args, task, predictions_path, output)
+        judge = None
+        if judge_settings is not None:
+            # before the data is read: a missing key or an unwritable cache must cost nothing
+            from tinyllava_bench.judge import open_judge_client
+
+            cache = Path(args.judge_cache) if args.judge_cache else output.parent / "judge_cache"
+            judge = open_judge_client(judge_settings, cache)
+        return _score(args, task, predictions_path, output, judge)
 
 
-def _score(args: argparse.Namespace, task: Any, predictions_path: Path, output: Path) -> int:
+def _score(args: argparse.Namespace, task: Any, predictions_path: Path, output: Path, judge: Any) -> int:
     from tinyllava_bench.tasks.data import load_task_data, read_question_ids
     from tinyllava_bench.tasks.predictions import load_predictions
     from tinyllava_bench.tasks.scoring import score_predictions, write_score_output
@@ -141,20 +174,13 @@ def _score(args: argparse.Namespace, task: Any, predictions_path: Path, output: 
     _refuse_inputs_as_outputs([output, Path(args.submission) if args.submission else None], inputs)
     question_ids = data.question_ids()
     matched = load_predictions(predictions_path, question_ids, task.name)
-    judge = None
-    if task.judged:
-        from tinyllava_bench.judge import JudgeClient, judge_settings_from_env
-
-        assert task.judge is not None
-        cache = Path(args.judge_cache) if args.judge_cache else output.parent / "judge_cache"
-        judge = JudgeClient(
-            args.judge_model or task.judge.model,
-            base_url=args.judge_base_url,
-            cache_dir=cache,
-            **judge_settings_from_env(),
-        )
     result = score_predictions(
-        task, data.rows, matched.predictions, args.protocol, judge, missing_as_wrong=args.missing_as_wrong
+        task,
+        data.rows,
+        matched.predictions,
+        args.protocol,
+        judge,
+        missing_as_wrong=args.missing_as_wrong,
     )
     result["dataset"] = data.provenance()
     result["predictions_file"] = str(predictions_path)
@@ -226,15 +252,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     score.add_argument(
         "--missing-as-wrong", action="store_true", help="score rows without a prediction as wrong"
     )
-    score.add_argument(
-        "--judge-model",
-        metavar="M",
-        help="judge model for mmvet/llava_wild (default: the one the protocol's numbers used)",
-    )
-    score.add_argument("--judge-base-url", metavar="URL", help="OpenAI-compatible endpoint of the judge")
-    score.add_argument(
-        "--judge-cache", metavar="DIR", help="judge answer cache (default: judge_cache/ beside OUT)"
-    )
+    from tinyllava_bench.judge.settings import add_judge_arguments
+
+    add_judge_arguments(score, cache_default="judge_cache/ beside OUT")
     score.add_argument(
         "--submission", metavar="FILE", help="where to write the official-grader file (default: beside OUT)"
     )

@@ -152,12 +152,42 @@ class GenerationConfig(_Strict):
         }
 
 
+class JudgeSettingsOverride(_Strict):
+    """A protocol's changes to the judge (only the keys given change)."""
+
+    model: str | None = Field(default=None, min_length=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, gt=0)
+    retries: int | None = Field(default=None, ge=0)
+
+
 class JudgeConfig(_Strict):
-    """The judge the paper's numbers used; `--judge-model` replaces the model."""
+    """The judge the paper's numbers used, and per protocol what differs; the --judge-* flags override each key.
+
+    `retries`: re-asks of an answer that is not a valid score, before the sample counts as a judge failure
+    (failed HTTP requests are retried apart from these, see TINYLLAVA_BENCH_JUDGE_RETRIES).
+    """
 
     model: str = Field(min_length=1)
-    temperature: float = Field(ge=0)
+    temperature: float = Field(ge=0, le=2)
     max_tokens: int = Field(gt=0)
+    retries: int = Field(ge=0)
+    protocols: dict[str, JudgeSettingsOverride] = Field(default_factory=dict)
+
+    @field_validator("protocols")
+    @classmethod
+    def _known_protocols(cls, value: dict[str, JudgeSettingsOverride]) -> dict[str, JudgeSettingsOverride]:
+        unknown = sorted(set(value) - set(PROTOCOLS))
+        if unknown:
+            raise ValueError(f"unknown protocol(s) {', '.join(unknown)}; known: {', '.join(PROTOCOLS)}")
+        return value
+
+    def for_protocol(self, protocol: str) -> JudgeConfig:
+        """These settings with `protocol`'s changes applied (no per-protocol block left)."""
+        _check_protocol(protocol)
+        override = self.protocols.get(protocol)
+        changes = override.model_dump(exclude_none=True) if override else {}
+        return JudgeConfig.model_validate({**self.model_dump(exclude={"protocols"}), **changes})
 
 
 class ProtocolOverride(_Strict):
@@ -241,6 +271,12 @@ class TaskConfig(_Strict):
         if override is None or not override.generation:
             return self.generation
         return GenerationConfig.model_validate({**self.generation.model_dump(), **override.generation})
+
+    def judge_for(self, protocol: str = "official") -> JudgeConfig:
+        """The judge settings under `protocol` (model, temperature, max_tokens, retries)."""
+        if self.judge is None:
+            raise UserError(f"task {self.name} has no judge")
+        return self.judge.for_protocol(protocol)
 
     def required_columns(self, protocol: str = "official", *, for_prompt: bool = False) -> list[str]:
         """Columns a local copy must have: those scoring needs, plus those the prompt reads when `for_prompt`."""

@@ -39,7 +39,11 @@ def score_predictions(
     """Score `predictions` (aligned with `rows`; None = no prediction) and return the output document.
 
     Rows without a prediction are listed under "missing" and left out of the metrics, unless `missing_as_wrong`
-    scores them as empty answers. Judged tasks (mmvet, llava_wild) need `judge`, a tinyllava_bench.judge.JudgeClient.
+    scores them as empty answers. Judged tasks (mmvet, llava_wild) need `judge`, a tinyllava_bench.judge.JudgeClient,
+    asked as its `settings` say (tinyllava_bench.judge.open_judge_client; default: the task file's for `protocol`).
+
+    The document always has "n_judge_failures" (0 for tasks without a judge); each sample the judge failed on has
+    a "judge_error", and each sample that got no score at all an "error".
     """
     from tinyllava_bench.metrics import score_task
 
@@ -66,19 +70,28 @@ def score_predictions(
         "n": len(scored),
         "n_rows": len(rows),
         "n_missing": len(missing),
+        "n_judge_failures": 0,
     }
     judgements = None
+    judge_errors: list[str | None] = [None] * len(scored)
     if task.judged:
         if judge is None:
             raise UserError(
                 f"task {task.name} is scored by an LLM judge; give one with --judge-model (default "
                 f"{task.judge.model if task.judge else '?'}) and --judge-base-url, with its API key in OPENAI_API_KEY"
             )
-        outcomes = _run_judge(task, judge, scored_rows, scored_predictions, protocol)
+        from tinyllava_bench.judge.settings import resolve_judge_settings
+
+        judge_settings = judge.settings or resolve_judge_settings(
+            task, protocol, model=judge.model, base_url=judge.base_url
+        )
+        outcomes = _run_judge(task, judge, scored_rows, scored_predictions, protocol, judge_settings)
         judgements = [outcome.score for outcome in outcomes]
         errors = [_judge_error(outcome) for outcome in outcomes]
-        result["judge_model"] = getattr(judge, "model", None)
-        result["judge_failures"] = sum(error is not None for error in errors)
+        judge_errors = [outcome.judge_error or None for outcome in outcomes]
+        result["judge_model"] = judge.model
+        result["judge"] = judge_settings.public()
+        result["n_judge_failures"] = sum(error is not None for error in judge_errors)
 
     if task.scorer is None:
         parsed: list[Any] = [None] * len(scored)
@@ -108,6 +121,8 @@ def score_predictions(
         }
         if errors[position] is not None:
             sample["error"] = errors[position]
+        if judge_errors[position] is not None:
+            sample["judge_error"] = judge_errors[position]
         samples.append(sample)
     result["missing"] = [{"index": i, "question_id": question_ids[i]} for i in missing]
     result["samples"] = samples
@@ -115,14 +130,19 @@ def score_predictions(
 
 
 def _run_judge(
-    task: TaskConfig, judge: Any, rows: list[Mapping[str, Any]], predictions: list[str], protocol: str
+    task: TaskConfig,
+    judge: Any,
+    rows: list[Mapping[str, Any]],
+    predictions: list[str],
+    protocol: str,
+    settings: Any,
 ) -> list[Any]:
     from tinyllava_bench import judge as judge_module
 
     judge_function = {"mmvet": judge_module.judge_mmvet, "llava_wild": judge_module.judge_llava_wild}[
         task.scorer or ""
     ]
-    outcomes = list(judge_function(judge, rows, predictions, protocol))
+    outcomes = list(judge_function(judge, rows, predictions, protocol, settings=settings))
     if len(outcomes) != len(rows):
         raise RuntimeError(f"the judge returned {len(outcomes)} outcomes for {len(rows)} samples")
     return outcomes
@@ -145,9 +165,12 @@ def _plain_score(score: Any) -> float | None:
 
 
 def write_score_output(result: Mapping[str, Any], path: str | Path) -> Path:
-    """Write a score document as JSON (values JSON cannot hold, like tuples of parsed answers, become lists/text)."""
+    """Write a score document as JSON (values JSON cannot hold, like tuples of parsed answers, become lists/text).
+
+    NaN and Infinity are refused (ValueError): they are not JSON, and a score that is one is a bug upstream.
+    """
     path = Path(path)
-    text = json.dumps(result, indent=2, ensure_ascii=False, default=str) + "\n"
+    text = json.dumps(result, indent=2, ensure_ascii=False, default=str, allow_nan=False) + "\n"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")

@@ -110,7 +110,7 @@ def resume_command(argv: list[str] | None = None) -> str:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from tinyllava_bench.errors import UserError
+    from tinyllava_bench.errors import UserError, run_phase
 
     if not args.variant and not args.config:
         raise UserError("say which model to train: --variant NAME or --config FILE (see docs/training.md)")
@@ -143,13 +143,14 @@ def run_train(args: argparse.Namespace) -> int:
         keep_eos_text=args.keep_eos_text,
     )
     plan = build_plan(args.variant, args.config, options)
-    if args.dry_run:
-        from tinyllava_bench.train.dry_run import dry_run
-
-        dry_run(plan, examples=args.examples)
-        return 0
     try:
-        folders = run_training(plan)
+        with run_phase():  # the plan is valid: what fails from here on means the run could not proceed
+            if args.dry_run:
+                from tinyllava_bench.train.dry_run import dry_run
+
+                dry_run(plan, examples=args.examples)
+                return 0
+            folders = run_training(plan)
     except KeyboardInterrupt:
         # the generic message says "rerun the same command", which a started stage refuses without --resume
         print(f"interrupted: continue with {resume_command()}", file=sys.stderr)

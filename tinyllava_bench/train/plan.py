@@ -190,7 +190,7 @@ def spec_from_card(name: str) -> tuple[ModelSpec, str, int]:
         image_tokens=card.image_tokens,
         strip_question=factory,
         name=card.name,
-        trust_remote_code=card.llm_family in ("openelm",),
+        trust_remote_code=False,  # never on by itself: the user says so in --config (see _check_remote_code)
         variant=card.name,
         paper_data=card.data,
         llm_family=card.llm_family,
@@ -217,6 +217,7 @@ def build_plan(variant: str | None, config_path: Path | None, options: RunOption
         )
         recipe_name, max_length = "base", 3072
     spec = replace(spec, **{k: config[k] for k in MODEL_KEYS if k in config})
+    _check_remote_code(spec, config_path)
     recipe_name = config.get("recipe") or recipe_name
     max_length = options.model_max_length or config.get("model_max_length") or max_length
     recipe = get_recipe(recipe_name, spec.recipe_source)
@@ -244,6 +245,22 @@ def build_plan(variant: str | None, config_path: Path | None, options: RunOption
     plan = TrainingPlan(spec, recipe, options, data=dict(config.get("data") or {}))
     _check_options(plan)
     return plan
+
+
+def _check_remote_code(spec: ModelSpec, config_path: Path | None) -> None:
+    """trust_remote_code runs code from the LLM's repository: only a real `true` the user wrote turns it on."""
+    from tinyllava_bench.models.llm import REMOTE_CODE_FAMILIES
+
+    where = str(config_path) if config_path else "a --config file"
+    if not isinstance(spec.trust_remote_code, bool):
+        raise UserError(
+            f"{where}: trust_remote_code must be the boolean true or false, not {spec.trust_remote_code!r}"
+        )
+    if spec.llm_family in REMOTE_CODE_FAMILIES and not spec.trust_remote_code:
+        raise UserError(
+            f"the {spec.llm_family} LLM's code is not in transformers: it runs code from its hub repository. "
+            f"Only if you trust that repository, put `trust_remote_code: true` in {where}"
+        )
 
 
 def _local_absolute(name: str | None) -> str | None:
