@@ -381,3 +381,18 @@ def test_a_folder_of_run_folders_stands_for_all_of_them_sorted(tmp_path, capsys)
     # a folder with no run anywhere below is still the clear per-folder error
     code, _, err = run_cli(["report", str(tmp_path / "results" / "empty")], capsys)
     assert code == 2 and "no results.json" in err
+
+
+def test_runs_on_different_question_sets_are_never_side_by_side_silently(tmp_path, capsys):
+    # LLaVA's llava_pope_test.jsonl (the paper's 8,910 questions) beside the hub's 9,000-row POPE
+    llava = {"question_set": {"source": "llava_eval:pope/llava_pope_test.jsonl", "rows": 8910}}
+    hub = {"question_set": {"source": "hub:lmms-lab/POPE:test", "rows": 9000}}
+    a = write_run(tmp_path / "a", "model-a", {"pope": 86.4}, task_extra={"pope": {"dataset": llava}})
+    b = write_run(tmp_path / "b", "model-b", {"pope": 85.0}, task_extra={"pope": {"dataset": hub}})
+    code, out, _ = run_cli(["report", str(a), str(b)], capsys)
+    assert code == 0
+    assert "POPE: rows scored on different question sets, not directly comparable" in out
+    assert "llava_pope_test.jsonl (8,910 rows)" in out and "lmms-lab/POPE:test (9,000 rows)" in out
+    same = write_run(tmp_path / "c", "model-c", {"pope": 80.0}, task_extra={"pope": {"dataset": llava}})
+    _, out, _ = run_cli(["report", str(a), str(same)], capsys)
+    assert "different question sets" not in out

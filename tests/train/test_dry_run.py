@@ -178,12 +178,12 @@ def test_plan_of_the_papers_base_recipe(tmp_path, model_parts, capsys, monkeypat
         "learning rate: connector 0.001; epochs 1; warmup ratio 0.03; scheduler cosine; weight decay 0; "
         in pretrain
     )
-    assert "batch: 32 per device x 8 accumulation x 1 processes = 256 (recipe 256); grouped" in pretrain
+    assert "batch: 32 per device x 8 accumulation x 1 process(es) = 256 (recipe 256); grouped" in pretrain
     assert "deepspeed: zero2 (" in pretrain
     assert "template: model; image aspect: model (pad); model_max_length: 3072" in finetune
     assert "learning rate: connector 2e-05, llm 2e-05; epochs 1;" in finetune
     assert (
-        "batch: 16 per device x 8 accumulation x 1 processes = 128 (recipe 128); grouped by modality and length: yes"
+        "batch: 16 per device x 8 accumulation x 1 process(es) = 128 (recipe 128); grouped by modality and length: yes"
         in finetune
     )
     assert "deepspeed: zero3 (" in finetune
@@ -200,5 +200,5 @@ def test_plan_of_the_papers_share_recipe(tmp_path, model_parts, capsys, monkeypa
     assert "template: pretrain; image aspect: square; model_max_length: 3072" in share
     assert "trains: vision partial(12) (" in share and "llm full (" in share
     assert "learning rate: vision 2e-05, connector 2e-05, llm 2e-05; epochs 1;" in share
-    assert "batch: 8 per device x 32 accumulation x 1 processes = 256 (recipe 256)" in share
+    assert "batch: 8 per device x 32 accumulation x 1 process(es) = 256 (recipe 256)" in share
     assert "deepspeed: zero3 (" in share

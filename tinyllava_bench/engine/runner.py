@@ -530,6 +530,7 @@ def _score_task(
         # samples without an answer or a score for a reason other than the judge: n_judge_failures counts those
         "n_errors": sum(1 for r in records if r.get("error") and not r.get("judge_error")),
         "protocol": config.protocol,
+        "scorer": task.scorer,  # regress refuses to compare runs scored by different rules
         "judge_model": scored.get("judge_model"),
         # model, temperature, max_tokens, retries, base_url (credentials masked); None for unjudged tasks
         "judge": scored.get("judge"),

@@ -127,13 +127,14 @@ class SampleWriter:
         self.close()
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` so readers see the old file or the new one, never half of one."""
+def write_atomic(path: Path, text: str, kept: str = "finished samples are kept") -> None:
+    """Write `text` to `path` so readers see the old file or the new one, never half of one. `kept` ends the error
+    message: what the user still has when the write fails."""
     make_run_folder(path.parent)
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
-        raise UserError(f"{path}: cannot write ({exc.strerror or exc}); finished samples are kept") from None
+        raise UserError(f"{path}: cannot write ({exc.strerror or exc}); {kept}") from None
     try:
         # mkstemp makes the file 0600; the result should read like any other file the user writes
         os.fchmod(fd, 0o666 & ~_UMASK)
@@ -145,7 +146,7 @@ def write_atomic(path: Path, text: str) -> None:
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise UserError(
-            f"{path}: cannot write ({exc.strerror}); free disk space and rerun — finished samples are kept"
+            f"{path}: cannot write ({exc.strerror}); free disk space and rerun — {kept}"
         ) from None
 
 

@@ -14,9 +14,10 @@ def _write_text(text: str, out: str | None) -> None:
     if out is None:
         sys.stdout.write(text)
         return
+    from tinyllava_bench.engine.store import write_atomic
+
     path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    write_atomic(path, text, kept="an earlier file there is left as it was")
     print(f"wrote {path}", file=sys.stderr)
 
 

@@ -18,6 +18,7 @@ from tinyllava_bench.report.runs import (
     Benchmark,
     PaperRow,
     Run,
+    TaskResult,
     benchmark_value,
     load_paper_scores,
     match_paper_row,
@@ -99,6 +100,9 @@ def model_rows_from_runs(
     """One row per (run, protocol) and the footnotes that qualify its numbers (limits, errors, splits)."""
     rows: list[ModelRow] = []
     notes: list[str] = []
+    question_sets: dict[
+        str, dict[str, str]
+    ] = {}  # benchmark -> row label -> the question set it was scored on
     for run in runs:
         # A run with no tasks still gets a (blank) row, so a missing evaluation is visible rather than dropped.
         protocols = run.protocols() or [None]
@@ -113,6 +117,9 @@ def model_rows_from_runs(
                 if task is None:
                     continue
                 used.append(task)
+                question_sets.setdefault(benchmark.label, {})[
+                    run.model_name if len(protocols) == 1 else f"{run.model_name} ({protocol})"
+                ] = question_set_text(task)
                 if task.judge_model:
                     judges[task.name] = task.judge_model
             rows.append(
@@ -133,6 +140,11 @@ def model_rows_from_runs(
             failed = [f"{t.name} ({t.n_errors})" for t in used if t.n_errors]
             if failed:
                 notes.append(f"{where}: samples with errors, not scored: {', '.join(failed)}.")
+            unjudged = [f"{t.name} ({t.n_judge_failures})" for t in used if t.n_judge_failures]
+            if unjudged:
+                notes.append(
+                    f"{where}: samples the judge failed on (scored as the grader does): {', '.join(unjudged)}."
+                )
             other_headline = [
                 f"{t.name}={t.headline}"
                 for t in used
@@ -142,8 +154,22 @@ def model_rows_from_runs(
                 notes.append(f"{where}: headline metric set by the run: {', '.join(other_headline)}.")
             if any(t.name == "vqav2" for t in used):
                 notes.append(f"{where}: VQAv2 is the val split scored locally (the paper reports test-dev).")
+    for label, by_row in question_sets.items():
+        if len(set(by_row.values())) > 1:
+            used_sets = "; ".join(f"{where}: {text}" for where, text in by_row.items())
+            notes.append(
+                f"{label}: rows scored on different question sets, not directly comparable ({used_sets})."
+            )
     _disambiguate_labels(rows)
     return rows, notes
+
+
+def question_set_text(task: TaskResult) -> str:
+    """Which questions a task was scored on, as a run records it (LLaVA's 8,910-row POPE vs the hub's 9,000)."""
+    recorded = task.dataset.get("question_set") or {}
+    source = recorded.get("source") or task.dataset.get("id") or task.dataset.get("local_path") or "unknown"
+    rows = recorded.get("rows") or task.dataset.get("rows")
+    return f"{source} ({rows:,} rows)" if isinstance(rows, int) else str(source)
 
 
 def _disambiguate_labels(rows: list[ModelRow]) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from tinyllava_bench.engine.store import write_atomic
 from tinyllava_bench.errors import UserError
 from tinyllava_bench.tasks.config import TaskConfig
 from tinyllava_bench.tasks.registry import load_task
@@ -171,11 +172,5 @@ def write_score_output(result: Mapping[str, Any], path: str | Path) -> Path:
     """
     path = Path(path)
     text = json.dumps(result, indent=2, ensure_ascii=False, default=str, allow_nan=False) + "\n"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise UserError(
-            f"cannot write the scores to {path} ({exc.strerror or exc}); pass another --output"
-        ) from None
+    write_atomic(path, text, kept="an earlier score file there is left as it was; pass another --output")
     return path

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from tinyllava_bench.engine.store import write_atomic
 from tinyllava_bench.errors import UserError
 from tinyllava_bench.tasks.config import TaskConfig
 
@@ -81,7 +82,8 @@ def write_submission(
     """Write the submission file of `task` to `path` and return it."""
     path = Path(path)
     content = build_submission(task, question_ids, predictions, all_question_ids)
-    path.parent.mkdir(parents=True, exist_ok=True)
     indent = 2 if isinstance(content, Mapping) else None  # MM-Vet's converter writes indent=2
-    path.write_text(json.dumps(content, indent=indent), encoding="utf-8")
+    write_atomic(
+        path, json.dumps(content, indent=indent), kept="an earlier submission file is left as it was"
+    )
     return path

@@ -85,6 +85,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--report-to", default="none", help="tensorboard, wandb, ... (default none)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run_train, precision=None)
+    parser.epilog = (
+        "exit status (docs/exit_status.md): 0 every stage trained; 1 the run could not proceed (data, model, disk, "
+        "a diverged stage); 2 usage error (a flag or a config value); 130 interrupted (the message names the "
+        "command that resumes)"
+    )
 
 
 def _configure_logging(quiet: bool) -> None:

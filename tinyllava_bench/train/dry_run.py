@@ -100,7 +100,7 @@ def stage_lines(
         f"  trains: {trains}",
         f"  learning rate: {rates}; {steps}; warmup ratio {stage.warmup_ratio:g}; scheduler {stage.lr_scheduler}; "
         f"weight decay {stage.weight_decay:g}; max grad norm {stage.max_grad_norm:g}",
-        f"  batch: {batch.per_device} per device x {batch.grad_accum} accumulation x {batch.world_size} processes = "
+        f"  batch: {batch.per_device} per device x {batch.grad_accum} accumulation x {batch.world_size} process(es) = "
         f"{batch.global_batch} (recipe {stage.global_batch_size}); grouped by modality and length: "
         f"{'yes' if stage.group_by_modality else 'no'}",
         f"  deepspeed: {deepspeed_choice(options.deepspeed, stage)}",
