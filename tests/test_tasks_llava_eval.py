@@ -522,13 +522,13 @@ def test_a_missing_label_folder_is_one_line(tmp_path: Path) -> None:
         load_task_data("pope", data_root=tmp_path)
 
 
-def test_eval_runs_pope_from_llavas_folder_and_records_the_question_set(
+def test_eval_runs_pope_and_mme_from_llavas_folder_and_records_the_question_sets(
     tiny_checkpoints, llava_eval, tmp_path
 ):
     from tinyllava_bench.cli import main
 
     checkpoint = tiny_checkpoints("qwen2", "clip")["native"]
-    args = ["eval", "--model", str(checkpoint), "--tasks", "pope", "--data-root", str(llava_eval)]
+    args = ["eval", "--model", str(checkpoint), "--tasks", "pope,mme", "--data-root", str(llava_eval)]
     args += [
         "--output",
         str(tmp_path / "run"),
@@ -538,9 +538,15 @@ def test_eval_runs_pope_from_llavas_folder_and_records_the_question_set(
         "0",
     ]
     assert main(args) == 0
-    task = json.loads((tmp_path / "run" / "results.json").read_text())["tasks"]["pope"]
-    question_set = task["dataset"]["question_set"]
+    tasks = json.loads((tmp_path / "run" / "results.json").read_text())["tasks"]
+    question_set = tasks["pope"]["dataset"]["question_set"]
     assert (question_set["source"], question_set["rows"]) == ("llava_eval:pope/llava_pope_test.jsonl", 6)
-    assert task["n_samples"] == 6
+    assert tasks["pope"]["n_samples"] == 6
+    question_set = tasks["mme"]["dataset"]["question_set"]
+    assert (question_set["source"], question_set["rows"]) == ("llava_eval:MME/llava_mme.jsonl", 4)
+    assert question_set["counts"]["two_space_questions"] == 1
+    assert tasks["mme"]["n_samples"] == 4
+    assert {"perception", "cognition", "artwork", "code_reasoning"} <= set(tasks["mme"]["metrics"])
     logged = "".join(path.read_text() for path in (tmp_path / "run").rglob("*.jsonl"))
     assert json.dumps("Is there a dog in the imange random 1?" + SHORT)[1:-1] in logged
+    assert json.dumps("Does this artwork belong to the type of historical?" + SHORT)[1:-1] in logged
