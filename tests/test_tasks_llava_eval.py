@@ -501,6 +501,14 @@ def test_mme_missing_or_malformed_answers_are_one_line(llava_eval: Path) -> None
         load_task_data("mme", data_root=llava_eval, need_images=False)
 
 
+def test_mme_folder_also_seen_as_mme_is_still_llavas(llava_eval: Path) -> None:
+    # on a case-insensitive disk (macOS, Windows) LLaVA's MME/ also answers to mme/, the task's own-layout name;
+    # a link gives the same view here: one folder under two names is LLaVA's, not a second copy of the data
+    (llava_eval / "mme").symlink_to(llava_eval / "MME", target_is_directory=True)
+    data = load_task_data("mme", data_root=llava_eval, need_images=False)
+    assert data.provenance()["question_set"]["source"] == "llava_eval:MME/llava_mme.jsonl"
+
+
 def test_the_hub_stays_the_default_and_own_layout_wins(llava_eval: Path, tmp_path: Path) -> None:
     from tinyllava_bench.tasks.data import resolve_data_source
 
