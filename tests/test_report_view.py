@@ -90,16 +90,25 @@ def browser():
     for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
         options.add_argument(argument)
     options.add_argument("--window-size=1400,1000")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # console errors for a failure's message
     driver = webdriver.Chrome(options=options, service=Service(found[1]))  # the system driver, no download
     yield driver
     driver.quit()
 
 
 def open_page(browser, path: Path) -> None:
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
     browser.get(path.resolve().as_uri())
-    assert browser.execute_script("return document.body.dataset.ready") == "1", (
-        "the page's script did not run"
-    )
+    ready = "return [document.readyState, document.body ? document.body.dataset.ready : null]"
+    try:  # a wait, not a timing assertion: the page must come up, however slowly the shared machine runs
+        WebDriverWait(browser, 120).until(lambda driver: driver.execute_script(ready)[1] == "1")
+    except TimeoutException:
+        state = browser.execute_script(ready)
+        raise AssertionError(
+            f"the page's script did not finish: {state}, {browser.get_log('browser')}"
+        ) from None
 
 
 def choose(browser, element_id: str, value: str) -> None:
