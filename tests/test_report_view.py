@@ -34,7 +34,8 @@ def write_samples(run: Path, task: str, records: list[dict]) -> None:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, tiny_checkpoints) -> dict[str, Path]:
     """A real eval run of POPE and GQA (images embedded in the local data), and a second run folder that is the
-    same run with known samples flipped, one hostile prediction, one searchable prediction and one error."""
+    same run with known samples flipped, one hostile prediction, one searchable prediction, one error and one
+    judge error."""
     from tinyllava_bench.demo.world import write_task_data
 
     root = tmp_path_factory.mktemp("view")
@@ -57,6 +58,7 @@ def runs(tmp_path_factory, tiny_checkpoints) -> dict[str, Path]:
     mine[6]["prediction"] = HOSTILE
     mine[7]["prediction"] = NEEDLE
     mine[8]["prediction"], mine[8]["score"], mine[8]["error"] = None, None, "image: the file is truncated"
+    mine[9]["judge_error"] = "the judge gave no score in 3 answer(s)"
     write_samples(run, "pope", mine)
     return {"run": run, "other": other, "data": data}
 
@@ -179,9 +181,17 @@ def test_filters_and_search_give_the_run_folders_counts(runs, browser):
     assert shown_count(browser) == sum(1 for r in pope if r["fields"]["category"] == "adversarial")
     choose(browser, "category", "")
     choose(browser, "errors", "any")
-    assert row_samples(browser) == [("pope", 8)]
+    assert row_samples(browser) == [("pope", 8), ("pope", 9)]
+    problems = [
+        row.find_elements("css selector", "td")[-1].text
+        for row in browser.find_elements("css selector", "#rows tr")
+    ]
+    assert problems == [
+        "error: image: the file is truncated",
+        "judge error: the judge gave no score in 3 answer(s)",
+    ]
     choose(browser, "errors", "none")
-    assert shown_count(browser) == len(pope) - 1
+    assert shown_count(browser) == len(pope) - 2
     choose(browser, "errors", "")
 
     choose(browser, "task", "gqa")

@@ -523,7 +523,8 @@ SCRIPT = r"""
   }
 
   document.title = "view: " + A.model + (B ? " vs " + B.model : "");
-  $("title").textContent = A.label + " \u2014 " + A.model + (B ? "  vs  " + B.label + " \u2014 " + B.model : "");
+  const named = (run) => run.label + (run.model !== run.label ? " \u2014 " + run.model : "");
+  $("title").textContent = named(A) + (B ? "  vs  " + named(B) : "");
   $("subtitle").textContent = [A.path, A.started_at, A.git_commit ? "commit " + A.git_commit : null]
     .filter(Boolean).join(" \u00b7 ") + (B ? "   |   compared with " + B.path : "");
   for (const note of DATA.notes) $("notes").appendChild(el("li", note));
@@ -672,7 +673,9 @@ SCRIPT = r"""
       id.appendChild(el("div", s.t));
       id.appendChild(el("div", "#" + s.i + (s.q !== "" && s.q !== String(s.i) ? " \u00b7 " + s.q : ""), "muted"));
       if (s.c) id.appendChild(el("div", s.c, "muted"));
-      if (B && (s.x === "a" || s.x === "b")) id.appendChild(el("div", s.x === "a" ? "now right" : "now wrong", "flip"));
+      if (B && (s.x === "a" || s.x === "b")) {
+        id.appendChild(el("div", "right only in " + (s.x === "a" ? A.label : B.label), "flip"));
+      }
       row.appendChild(id);
       const image = el("td", null, "thumb");
       if (s.th >= 0 && String(thumbs[s.th]).startsWith("data:image/jpeg;base64,")) {
