@@ -1,4 +1,4 @@
-"""CLI verbs `report`, `leaderboard` and `regress`; light at import (pandas, numpy, matplotlib load on use)."""
+"""CLI verbs `report`, `leaderboard`, `regress` and `view`; light at import (pandas, numpy, matplotlib load on use)."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def run_regress(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the report, leaderboard and regress verbs."""
+    """Add the report, leaderboard, regress and view verbs."""
     report = subparsers.add_parser(
         "report",
         help="paper-shaped tables (and plots) from run folders",
@@ -169,3 +169,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     regress.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
     regress.add_argument("--out", metavar="FILE", help="also write the Markdown summary here")
     regress.set_defaults(func=run_regress)
+
+    from tinyllava_bench.report.view import add_view_parser
+
+    add_view_parser(subparsers)
