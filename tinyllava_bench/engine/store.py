@@ -130,7 +130,14 @@ class SampleWriter:
 def write_atomic(path: Path, text: str, kept: str = "finished samples are kept") -> None:
     """Write `text` to `path` so readers see the old file or the new one, never half of one. `kept` ends the error
     message: what the user still has when the write fails."""
-    make_run_folder(path.parent)
+    # not make_run_folder: its messages speak of eval's run folder, and every verb that writes a file comes here
+    folder = path.parent
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{path}: cannot write, {folder} is a file; {kept}")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot create its folder ({exc.strerror or exc}); {kept}") from None
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
