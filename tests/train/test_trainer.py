@@ -231,7 +231,9 @@ def test_cli_trains_and_reports_errors(share_run, tmp_path, capsys):
     ]
     assert main([*args, *fast, "--stages", "pretrain"]) == 0
     assert capsys.readouterr().out.split() == [str(tmp_path / "o" / "pretrain")]
-    assert main([*args, *fast, "--stages", "pretrain"]) == 1  # the output folder holds a run: it cannot proceed without --resume
+    assert (
+        main([*args, *fast, "--stages", "pretrain"]) == 1
+    )  # the output folder holds a run: it cannot proceed without --resume
     assert "--resume" in capsys.readouterr().err
     assert main([*args, *fast, "--stages", "finetune", "--resume"]) == 0
     assert is_complete(tmp_path / "o" / "finetune")

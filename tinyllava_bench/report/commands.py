@@ -34,11 +34,18 @@ def run_report(args: argparse.Namespace) -> int:
         raise UserError(
             "give at least one run folder (RUN ...), or --paper alone to print the paper's Table A1"
         )
+    if args.blind_scores and not args.plots:
+        raise UserError("--blind-scores is drawn on the plots: add --plots DIR")
+    baseline = None
+    if args.blind_scores:
+        from tinyllava_bench.report.plots import read_baseline
+
+        baseline = read_baseline(args.blind_scores)
     _write_text(render_table(table, args.format), args.out)
     if args.plots:
         from tinyllava_bench.report.plots import write_plots
 
-        for path in write_plots(table, args.plots):
+        for path in write_plots(table, args.plots, baseline=baseline):
             print(f"wrote {path}", file=sys.stderr)
     return 0
 
@@ -105,6 +112,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     report.add_argument("--out", metavar="FILE", help="write the table here instead of stdout")
     report.add_argument("--plots", metavar="DIR", help="also write PNG charts into DIR")
+    report.add_argument(
+        "--blind-scores",
+        metavar="FILE",
+        help="JSON of task -> the headline score of answering without the picture (a demo's demo.json works), "
+        "drawn as a dashed line on each benchmark's panel of --plots",
+    )
     report.set_defaults(func=run_report)
 
     leaderboard = subparsers.add_parser(

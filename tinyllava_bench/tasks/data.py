@@ -351,7 +351,7 @@ def _load_hub(path: str, name: str | None, split: str, revision: str) -> dataset
     except Exception as exc:  # network, auth, unknown config/split: all end the same way for the user
         raise UserError(
             f"could not load {path}{'/' + name if name else ''} split {split} (revision {revision}) from the hub: "
-            f"{type(exc).__name__}: {exc}. Check the id and your network, or pass --data with a local copy"
+            f"{type(exc).__name__}: {exc}. Check the id and your network, or give a local copy (`score --data FILE`, `eval --data-root DIR`)"
         ) from None
 
 
