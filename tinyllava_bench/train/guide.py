@@ -385,7 +385,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.write(block)
             return 0
         if not args.doc.is_file():
-            raise UserError(f"{args.doc}: no such file; pass --doc docs/training.md")
+            raise UserError(
+                f"{args.doc}: no such file; run `python -m tinyllava_bench.train.guide` from the repository root "
+                "or name the doc holding the guide's markers"
+            )
         text = args.doc.read_text(encoding="utf-8")
         updated = replace_block(text, block)
         if args.check:
