@@ -5,6 +5,7 @@ an image that fails to load; and the planner keeps one picture's questions toget
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -138,6 +139,13 @@ def data(tmp_path_factory):
     return root
 
 
+def _shared_pope_images(data: Path) -> int:
+    import pyarrow.parquet as pq
+
+    images = Counter(i["bytes"] for i in pq.read_table(data / "pope.parquet").column("image").to_pylist())
+    return sum(1 for count in images.values() if count > 1)  # an image asked about once is not shared
+
+
 def _eval(checkpoint: Path, data: Path, output: Path, *extra: str) -> dict:
     options = "generation.max_new_tokens=8"
     if "--sampled" in extra:
@@ -179,14 +187,32 @@ def _eval(checkpoint: Path, data: Path, output: Path, *extra: str) -> dict:
 
 @pytest.mark.parametrize("llm,vision,layout", [("phi", "siglip", "native"), ("gemma", "clip", "factory")])
 @pytest.mark.parametrize("sampled", [False, True])
-def test_eval_with_sharing_equals_without(tiny_checkpoints, data, tmp_path, llm, vision, layout, sampled):
+def test_eval_with_sharing_equals_without(
+    tiny_checkpoints, data, tmp_path, monkeypatch, llm, vision, layout, sampled
+):
+    from tinyllava_bench.models.tinyllava import TinyLlava
+
+    prefilled: list = []  # (image key, prefix ids) of every prefix prefilled
+    prefill = TinyLlava._prefill_prefixes
+
+    def counted(self, prefixes, keys, images):
+        prefilled.extend(key for key in dict.fromkeys(keys) if key not in prefixes)
+        return prefill(self, prefixes, keys, images)
+
+    monkeypatch.setattr(TinyLlava, "_prefill_prefixes", counted)
     checkpoint = tiny_checkpoints(llm, vision)[layout]
     mode = ("--sampled",) if sampled else ()
     off = _eval(checkpoint, data, tmp_path / "off", "--batch-size", "4", "--no-prefix-sharing", *mode)
     assert off["results"]["config"]["prefix_sharing"] is False
+    assert prefilled == []
     for batch_size in ("1", "4"):
         on = _eval(checkpoint, data, tmp_path / f"on{batch_size}", "--batch-size", batch_size, *mode)
         assert on["results"]["config"]["prefix_sharing"] is True
+        # each image asked about more than once and loaded is prefilled exactly once, even at batch size 1:
+        # GQA's groups of 7, 2, 6 and 3 (the 4 have no image, the 1s run unshared), and POPE's repeated images
+        shared_images = [key for key, _ in prefilled]
+        assert len(shared_images) == len(set(shared_images)) == 4 + _shared_pope_images(data)
+        prefilled.clear()
         assert on["samples"] == off["samples"]
         for task in ("gqa", "pope"):
             assert on["results"]["tasks"][task]["metrics"] == off["results"]["tasks"][task]["metrics"]

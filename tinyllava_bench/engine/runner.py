@@ -452,11 +452,16 @@ def _generate_batch(
     task: str,
     prefix_sharing: bool = False,
 ) -> list[dict]:
+    from collections import Counter
+
     from tinyllava_bench.models.prefix_sharing import PrefixStore
     from tinyllava_bench.models.sampling import Sampling, sample_seed
 
     ready = [p for p in batch if p.error is None]
     prefixes = PrefixStore()  # each image of this batch prefilled once, whatever chunks its questions take
+    # a batch holds whole image groups: an image asked about once gains nothing from a prefill of its own
+    asked = Counter(p.request.image_key for p in ready)
+    share_key = {id(p): p.request.image_key if asked[p.request.image_key] > 1 else None for p in ready}
 
     def run(chunk: list[Prepared]) -> list[list[int]]:
         sampling = None
@@ -467,7 +472,7 @@ def _generate_batch(
             return model.generate_ids_shared(
                 [p.pixels for p in chunk],
                 [p.request.prompt_ids for p in chunk],
-                [p.request.image_key for p in chunk],
+                [share_key[id(p)] for p in chunk],
                 max_new_tokens=generation.max_new_tokens,
                 sampling=sampling,
                 prefixes=prefixes,
