@@ -220,3 +220,17 @@ def test_eval_with_sharing_equals_without(
     assert sum(1 for s in gqa if s["error"]) == GROUP_SIZES[MISSING_GROUP]
     assert all(s["error"].startswith("image: no image file") for s in gqa if s["error"])
     assert len({s["prediction"] for s in gqa if s["prediction"] is not None}) > 1
+
+
+def test_ranks_get_whole_image_groups():
+    from tinyllava_bench.engine.distributed import Dist
+    from tinyllava_bench.engine.runner import _shard
+
+    pending = list(range(10))
+    keys = {0: "a", 1: "b", 2: "a", 3: None, 4: "c", 5: "a", 6: "b", 7: None, 8: "c", 9: "c"}
+    shares = [_shard(pending, keys, Dist(rank=r, world=2)) for r in range(2)]
+    assert sorted(shares[0] + shares[1]) == pending
+    for key in ("a", "b", "c"):
+        rows = {i for i, k in keys.items() if k == key}
+        assert rows <= set(shares[0]) or rows <= set(shares[1])
+    assert _shard(pending, {}, Dist(rank=1, world=2)) == pending[1::2]  # without sharing: every other row
