@@ -63,9 +63,8 @@ class EvalConfig:
     model_args: dict[str, Any] = field(default_factory=dict)
     task_options: dict[str, Any] = field(default_factory=dict)
     max_error_rate: float = 0.0  # the share of errored or unjudged samples a run may have and still exit 0
-    prefix_sharing: bool = (
-        True  # each image's prompt prefix prefilled once for all its questions (same answers)
-    )
+    # each image's prompt prefix prefilled once for all its questions (the same answers as without)
+    prefix_sharing: bool = True
     show_progress: bool = True
 
     def public(self) -> dict[str, Any]:
