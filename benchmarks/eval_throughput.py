@@ -144,8 +144,13 @@ def worker_ours(args: argparse.Namespace) -> dict[str, Any]:
     runner._run_task = _timed(timers, "run_task", runner._run_task)
     runner._generate = _timed(timers, "generate_loop", runner._generate)
     runner.prepared_batches = _timed_iterator(timers, "wait_for_images", runner.prepared_batches)
+    # with prefix sharing (the default) the engine calls these instead
+    runner.shared_batches = _timed_iterator(timers, "wait_for_images", runner.shared_batches)
     runner._score_task = _timed(timers, "score_and_write", runner._score_task)
     tinyllava.TinyLlava.generate_ids = _timed(timers, "model_generate_ids", tinyllava.TinyLlava.generate_ids)
+    tinyllava.TinyLlava.generate_ids_shared = _timed(
+        timers, "model_generate_ids", tinyllava.TinyLlava.generate_ids_shared
+    )
     tinyllava.TinyLlava.decode = _timed(timers, "decode", tinyllava.TinyLlava.decode)
     store.SampleWriter.write = _timed(timers, "samples_log_write", store.SampleWriter.write)
     preprocess.ImagePreprocessor.__call__ = _timed(

@@ -23,6 +23,9 @@ class Request:
     prompt_ids: list[int]
     fields: dict[str, Any] = field(default_factory=dict)
     error: str | None = None  # set when no prompt could be made: the sample fails without generating
+    image_key: str | None = (
+        None  # requests with the same key show the same image (prefix sharing); None: alone
+    )
 
 
 @dataclass
@@ -74,6 +77,65 @@ def prepared_batches(
         persistent_workers=False,
     )
     yield from loader
+
+
+def image_groups(requests: Sequence[Request]) -> list[list[Request]]:
+    """Requests grouped by image (a request without an image key or with an error stands alone): each group's
+    longest prompt first, and the groups by their longest prompt, so out-of-memory still shows up at once."""
+    groups: dict[Any, list[Request]] = {}
+    for request in requests:
+        alone = request.image_key is None or request.error is not None
+        groups.setdefault(("alone", id(request)) if alone else request.image_key, []).append(request)
+    ordered = [sorted(group, key=lambda r: -len(r.prompt_ids)) for group in groups.values()]
+    return sorted(ordered, key=lambda group: -len(group[0].prompt_ids))
+
+
+class _GroupImages(Dataset):
+    """Loads and preprocesses a group's one image once (runs inside DataLoader workers)."""
+
+    def __init__(
+        self, groups: Sequence[list[Request]], load_image: Callable[[int], Any], preprocess: Callable
+    ) -> None:
+        self.single = _RequestImages([group[0] for group in groups], load_image, preprocess)
+        self.groups = groups
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def __getitem__(self, position: int) -> list[Prepared]:
+        first = self.single[position]
+        # the first request's error is the image's (a request with its own error is always alone)
+        return [first] + [Prepared(r, first.pixels, first.error) for r in self.groups[position][1:]]
+
+
+def shared_batches(
+    requests: Sequence[Request],
+    load_image: Callable[[int], Any],
+    preprocess: Callable,
+    batch_size: Callable[[], int],
+    num_workers: int,
+) -> Iterator[list[Prepared]]:
+    """Batches for prefix sharing: whole image groups (see image_groups), each image decoded once `num_workers`
+    processes ahead; small groups are packed together up to `batch_size()` requests, and a group larger than that
+    stays one batch (the model runs it in chunks on one prefill of its image)."""
+    groups = image_groups(requests)
+    loader = DataLoader(
+        _GroupImages(groups, load_image, preprocess),
+        batch_size=None,  # one group per item
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=list,
+        prefetch_factor=4 if num_workers else None,
+        persistent_workers=False,
+    )
+    batch: list[Prepared] = []
+    for group in loader:
+        if batch and len(batch) + len(group) > batch_size():
+            yield batch
+            batch = []
+        batch.extend(group)
+    if batch:
+        yield batch
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

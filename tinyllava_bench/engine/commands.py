@@ -71,6 +71,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--task-options", default=None, help="task overrides, e.g. prompt.ocr_tokens=false")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
+        "--no-prefix-sharing",
+        dest="prefix_sharing",
+        action="store_false",
+        help="prefill each question's image prefix on its own (default: once per image; same answers)",
+    )
+    p.add_argument(
         "--max-error-rate",
         type=float,
         default=0.0,
@@ -129,6 +135,7 @@ def run_eval(args: argparse.Namespace) -> int:
         model_args=model_args,
         task_options=task_options,
         max_error_rate=args.max_error_rate,
+        prefix_sharing=args.prefix_sharing,
         show_progress=True,
     )
     with run_phase():

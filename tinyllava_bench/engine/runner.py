@@ -10,7 +10,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from tinyllava_bench.engine.batching import BatchSizer, Prepared, Request, prepared_batches
+from tinyllava_bench.engine.batching import (
+    BatchSizer,
+    Prepared,
+    Request,
+    prepared_batches,
+    shared_batches,
+)
 from tinyllava_bench.engine.distributed import Dist, close_distributed, init_distributed
 from tinyllava_bench.engine.provenance import (
     checkpoint_fingerprint,
@@ -58,6 +64,8 @@ class EvalConfig:
     model_args: dict[str, Any] = field(default_factory=dict)
     task_options: dict[str, Any] = field(default_factory=dict)
     max_error_rate: float = 0.0  # the share of errored or unjudged samples a run may have and still exit 0
+    # each image's prompt prefix prefilled once for all its questions (the same answers as without)
+    prefix_sharing: bool = True
     show_progress: bool = True
 
     def public(self) -> dict[str, Any]:
@@ -323,12 +331,14 @@ def _run_task(
     keys = {i: fingerprint([model_key, task_key, i, str(question_ids[i])]) for i in indices}
 
     # rank 0 decides what is left (other ranks may already be writing); everyone waits for its list
-    pending = None
+    plan = None
     if dist.is_main:
         done = finished_records(output, task.name)  # read once: the logs may hold 200k lines
         pending = [i for i in indices if keys[i] not in done]
         _note_stale(task.name, done, keys)
-    todo = dist.shard(dist.broadcast(pending))
+        plan = (pending, {i: data.image_key(i) for i in pending} if config.prefix_sharing else {})
+    pending, image_keys = dist.broadcast(plan)
+    todo = _shard(pending, image_keys, dist)
     requests, built = [], []
     for i in todo:
         fields = {name: text_rows[i].get(name) for name in task.columns.fields if name in text_rows[i]}
@@ -340,13 +350,28 @@ def _run_task(
     prompts = [model.render_prompt(question) for _, _, question in built]
     all_ids = model.tokenize_prompts(prompts)  # one batched tokenizer call
     for (i, fields, question), prompt, ids in zip(built, prompts, all_ids, strict=True):
-        requests.append(Request(i, keys[i], question_ids[i], question, prompt, ids, fields))
+        requests.append(
+            Request(i, keys[i], question_ids[i], question, prompt, ids, fields, image_key=image_keys.get(i))
+        )
     requests.sort(key=lambda r: -len(r.prompt_ids))  # longest first: out-of-memory shows up at once
     generated = _generate(requests, data, model, generation, config, output, task.name, dist)
     dist.barrier()
     if not dist.is_main:
         return {}, generated
     return _score_task(task, data, text_rows, indices, keys, question_ids, config, output), generated
+
+
+def _shard(pending: list[int], image_keys: dict[int, str | None], dist: Dist) -> list[int]:
+    """This rank's share of `pending`: every world-th row, or with prefix sharing every world-th image group (the
+    largest first), so one picture's questions stay on one rank and its prefix is prefilled once."""
+    if not image_keys or dist.world == 1:
+        return dist.shard(pending)
+    groups: dict[Any, list[int]] = {}
+    for i in pending:
+        key = image_keys.get(i)
+        groups.setdefault(("alone", i) if key is None else key, []).append(i)
+    ordered = sorted(groups.values(), key=len, reverse=True)  # stable: ties keep row order
+    return [i for group in dist.shard(ordered) for i in group]
 
 
 def _note_stale(task: str, done: dict[str, dict[str, Any]], keys: dict[int, str]) -> None:
@@ -400,27 +425,54 @@ def _generate(
     )
     # the bar is closed on the way out of an error too, so the error message starts on a line of its own
     with bar, SampleWriter(log_path(output, task, dist)) as writer:
-        for batch in prepared_batches(
-            requests, data.image, model.preprocessor, sizer.size, config.num_workers
-        ):
-            records = _generate_batch(batch, model, generation, sizer, config.seed, task)
+        batches = (
+            shared_batches(requests, data.image, model.preprocessor, lambda: sizer.size, config.num_workers)
+            if config.prefix_sharing
+            else prepared_batches(requests, data.image, model.preprocessor, sizer.size, config.num_workers)
+        )
+        for batch in batches:
+            records = _generate_batch(
+                batch, model, generation, sizer, config.seed, task, config.prefix_sharing
+            )
             writer.write(records)
             bar.update(len(batch))
     return len(requests)
 
 
 def _generate_batch(
-    batch: list[Prepared], model: Any, generation: Any, sizer: BatchSizer, seed: int, task: str
+    batch: list[Prepared],
+    model: Any,
+    generation: Any,
+    sizer: BatchSizer,
+    seed: int,
+    task: str,
+    prefix_sharing: bool = False,
 ) -> list[dict]:
+    from collections import Counter
+
+    from tinyllava_bench.models.prefix_sharing import PrefixStore
     from tinyllava_bench.models.sampling import Sampling, sample_seed
 
     ready = [p for p in batch if p.error is None]
+    prefixes = PrefixStore()  # each image of this batch prefilled once, whatever chunks its questions take
+    # a batch holds whole image groups: an image asked about once gains nothing from a prefill of its own
+    asked = Counter(p.request.image_key for p in ready)
+    share_key = {id(p): p.request.image_key if asked[p.request.image_key] > 1 else None for p in ready}
 
     def run(chunk: list[Prepared]) -> list[list[int]]:
         sampling = None
         if generation.sampling:
             seeds = tuple(sample_seed(seed, task, p.request.index, p.request.question_id) for p in chunk)
             sampling = Sampling(generation.temperature, seeds, top_k=generation.top_k, top_p=generation.top_p)
+        if prefix_sharing:
+            return model.generate_ids_shared(
+                [p.pixels for p in chunk],
+                [p.request.prompt_ids for p in chunk],
+                [share_key[id(p)] for p in chunk],
+                max_new_tokens=generation.max_new_tokens,
+                sampling=sampling,
+                prefixes=prefixes,
+            )
         return model.generate_ids(
             [p.pixels for p in chunk],
             [p.request.question for p in chunk],

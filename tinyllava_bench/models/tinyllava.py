@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,6 +11,13 @@ import torch
 from PIL import Image
 from torch import nn
 
+from tinyllava_bench.models.prefix_sharing import (
+    PrefixStore,
+    cache_argument,
+    output_cache,
+    split_prompt,
+    suffix_inputs,
+)
 from tinyllava_bench.models.preprocess import ImagePreprocessor
 from tinyllava_bench.models.sampling import Sampling, SeededSampler
 from tinyllava_bench.models.templates import get_template
@@ -207,16 +214,118 @@ class TinyLlava(nn.Module):
         """Generation from token ids (IMAGE_TOKEN_INDEX where `image_features` go; none for text-only)."""
         if sampling is not None and len(sampling.seeds) != len(ids):
             raise ValueError(f"{len(ids)} prompts but {len(sampling.seeds)} sampling seeds")
+        inputs = self.splice(ids, image_features, padding_side="left")
+        return self._generate_embeds(
+            inputs["inputs_embeds"], inputs["attention_mask"], max_new_tokens, sampling
+        )
+
+    @torch.inference_mode()
+    def generate_ids_shared(
+        self,
+        images: Sequence[torch.Tensor],
+        prompt_ids: Sequence[Sequence[int]],
+        image_keys: Sequence[Hashable],
+        max_new_tokens: int,
+        sampling: Sampling | None = None,
+        prefixes: PrefixStore | None = None,
+    ) -> list[list[int]]:
+        """`generate_ids` with image-prefix sharing (models/prefix_sharing.py): rows with the same `image_keys`
+        entry show the same picture, which is encoded and prefilled once (once per `prefixes` store, which the
+        caller may keep across batches of one picture's questions). Each answer equals its unshared one.
+
+        Rows whose prompt cannot be split after one image (see split_prompt) run unshared in a batch of their own.
+        """
+        if not (len(images) == len(prompt_ids) == len(image_keys)):
+            raise ValueError(f"{len(images)} images, {len(prompt_ids)} prompts, {len(image_keys)} keys")
+        if sampling is not None and len(sampling.seeds) != len(prompt_ids):
+            raise ValueError(f"{len(prompt_ids)} prompts but {len(sampling.seeds)} sampling seeds")
+        prefixes = prefixes if prefixes is not None else PrefixStore()
+        splits = [
+            split_prompt(ids, self.num_image_tokens, self.settings.max_length) if key is not None else None
+            for ids, key in zip(prompt_ids, image_keys)
+        ]
+        results: list[list[int] | None] = [None] * len(prompt_ids)
+        classes: dict[int, list[int]] = {}  # prefix length -> rows: one cache holds one prefix length
+        for row, split in enumerate(splits):
+            if split is not None:
+                classes.setdefault(len(split.prefix), []).append(row)
+        alone = [row for row, split in enumerate(splits) if split is None]
+        for rows in classes.values():
+            keys = [(image_keys[r], splits[r].prefix) for r in rows]
+            if not self._prefill_prefixes(prefixes, keys, [images[r] for r in rows]):
+                alone.extend(rows)  # a cache that drops old tokens (sliding window) cannot be shared
+                continue
+            embed = self.language_model.get_input_embeddings()
+            suffixes = [
+                embed(torch.tensor(splits[r].suffix, dtype=torch.long, device=self.device)) for r in rows
+            ]
+            embeds, mask = suffix_inputs(suffixes, prefixes.length(keys[0]))
+            cache = prefixes.expanded(keys, self.language_model.config)
+            answers = self._generate_embeds(
+                embeds, mask, max_new_tokens, sampling.rows(rows) if sampling else None, cache=cache
+            )
+            for r, answer in zip(rows, answers):
+                results[r] = answer
+        if alone:
+            alone.sort()
+            features = self.encode_images(self._batch_pixels([images[r] for r in alone]))
+            answers = self.generate_from_ids(
+                [prompt_ids[r] for r in alone],
+                features,
+                max_new_tokens,
+                sampling=sampling.rows(alone) if sampling else None,
+            )
+            for r, answer in zip(alone, answers):
+                results[r] = answer
+        return [answer for answer in results if answer is not None]
+
+    def _prefill_prefixes(
+        self, prefixes: PrefixStore, keys: list[tuple[Hashable, tuple[int, ...]]], images: list[torch.Tensor]
+    ) -> bool:
+        """Encode and prefill, in one batch, each prefix in `keys` not yet in `prefixes`; False if the model's
+        cache cannot be shared."""
+        missing: dict[tuple[Hashable, tuple[int, ...]], torch.Tensor] = {}
+        for key, image in zip(keys, images):
+            if key not in prefixes and key not in missing:
+                missing[key] = image
+        if not missing:
+            return True
+        features = self.encode_images(self._batch_pixels(list(missing.values())))
+        inputs = self.splice([list(prefix) for _, prefix in missing], features)
+        output = self.language_model(
+            inputs_embeds=inputs["inputs_embeds"],
+            attention_mask=inputs["attention_mask"],
+            position_ids=inputs["position_ids"],
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        cache = output_cache(output)
+        if any(getattr(layer, "is_sliding", False) for layer in cache.layers):
+            return False
+        prefixes.add(list(missing), cache)
+        return True
+
+    def _generate_embeds(
+        self,
+        inputs_embeds: torch.Tensor,
+        attention_mask: torch.Tensor,
+        max_new_tokens: int,
+        sampling: Sampling | None,
+        cache: Any = None,
+    ) -> list[list[int]]:
+        """Greedy (or seeded-sampled) answers to left-padded `inputs_embeds`, or, with a prefilled `cache`, to the
+        positions of `inputs_embeds` the cache does not hold yet; each list ends at and includes the first EOS."""
         from transformers import LogitsProcessorList
 
-        inputs = self.splice(ids, image_features, padding_side="left")
         eos = self.eos_token_ids()
         pad = self.tokenizer.pad_token_id
         if pad is None:
             pad = eos[0] if eos else 0
+        extra = {cache_argument(self.language_model): cache} if cache is not None else {}
         out = self.language_model.generate(
-            inputs_embeds=inputs["inputs_embeds"],
-            attention_mask=inputs["attention_mask"],
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            **extra,
             max_new_tokens=max_new_tokens,
             # sampling runs as a processor on greedy decoding: per-row seeded draws, independent of the batch
             do_sample=False,

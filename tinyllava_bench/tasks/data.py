@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from tinyllava_bench.errors import UserError
 from tinyllava_bench.tasks.config import TaskConfig
 from tinyllava_bench.tasks.encoding import json_lines, not_utf8_error
-from tinyllava_bench.tasks.images import ImageLoadError, load_image
+from tinyllava_bench.tasks.images import ImageLoadError, image_identity, load_image
 from tinyllava_bench.tasks.llava_eval import llava_eval_folder, read_llava_eval
 from tinyllava_bench.tasks.registry import load_task
 
@@ -144,6 +144,7 @@ class TaskData:
     source: DataSource
     image_root: Path | None = None
     _image_of_row: Callable[[int], Any] | None = field(default=None, repr=False)
+    _image_key_of_row: Callable[[int], str] | None = field(default=None, repr=False)
     _fingerprint: str | None = field(default=None, repr=False)
     question_set_name: str | None = (
         None  # e.g. llava_eval:pope/llava_pope_test.jsonl; None: named by the source
@@ -171,6 +172,20 @@ class TaskData:
         if self._image_of_row is None:
             raise ImageLoadError("images were not loaded for this task (need_images=False)")
         return load_image(self._image_of_row(index), self.image_root)
+
+    def image_key(self, index: int) -> str | None:
+        """A name of row `index`'s image that rows showing the same image share and others don't (the join key,
+        the file's path or a hash of the embedded bytes), without decoding it; None when there is none to read
+        (that row's image load then says why)."""
+        if self._image_key_of_row is not None:
+            return self._image_key_of_row(index)
+        if self._image_of_row is None:
+            return None
+        try:
+            value = self._image_of_row(index)
+        except Exception:
+            return None
+        return image_identity(value, self.image_root)
 
     def fingerprint(self) -> str:
         if self._fingerprint is None:
@@ -240,7 +255,15 @@ def load_task_data(
         return TaskData(task, rows, source, root, _image_of_row=lambda i: rows[i][image_column])
     if task.dataset.images is not None:
         lookup = _image_join(task, rows, source)
-        return TaskData(task, rows, source, root, _image_of_row=lookup)
+        joined_on = list(rows[task.dataset.images.row_key])  # the same key is the same image
+        return TaskData(
+            task,
+            rows,
+            source,
+            root,
+            _image_of_row=lookup,
+            _image_key_of_row=lambda i: f"join:{joined_on[i]}",
+        )
     raise UserError(
         f"{where} has no image column {image_column!r}, which task {task.name} needs to run a model"
         " (scoring alone does not need it)"

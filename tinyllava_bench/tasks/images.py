@@ -46,6 +46,24 @@ def load_image(value: Any, base_dir: Path | str | None = None) -> Image.Image:
     raise ImageLoadError(f"cannot read an image from a value of type {type(value).__name__}")
 
 
+def image_identity(value: Any, base_dir: Path | str | None = None) -> str | None:
+    """What makes two image values the same image, without decoding either: the resolved file path, or a hash of
+    the embedded bytes (names alone are not enough: MME's folders each hold a 0001.png); None for anything else."""
+    import hashlib
+
+    if isinstance(value, Mapping):
+        data = value.get("bytes")
+        value = data if data else value.get("path")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "bytes:" + hashlib.blake2b(bytes(value), digest_size=16).hexdigest()
+    if isinstance(value, (str, os.PathLike)) and os.fspath(value):
+        try:
+            return f"file:{resolve_image_path(value, base_dir)}"
+        except ImageLoadError:
+            return None
+    return None
+
+
 def resolve_image_path(path: str | os.PathLike[str], base_dir: Path | str | None) -> Path:
     """`path` under `base_dir`; refuses one that leaves it (`..`, or absolute elsewhere).
 
