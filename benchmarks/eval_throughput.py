@@ -436,13 +436,16 @@ def process_results(doc, results):
 '''
 
 
-def write_lmms_task(data_root: Path, task_dir: Path, rows: int, max_new_tokens: int) -> list[str]:
-    """A local lmms-eval task over our loaded rows: question = build_question(row), the same image pixels."""
+def write_lmms_task(
+    data_root: Path, task_dir: Path, rows: int, max_new_tokens: int, source_task: str = TASK
+) -> list[str]:
+    """A local lmms-eval task over our loaded rows of `source_task` (any task with an `answer` column; the lmms-eval
+    task keeps the name LMMS_TASK): question = build_question(row), the same image pixels."""
     import datasets
 
     from tinyllava_bench.tasks import build_question, load_task, load_task_data
 
-    task = load_task(TASK)
+    task = load_task(source_task)
     data = load_task_data(task, data_root=data_root)
     text_rows = (
         data.rows.remove_columns(task.columns.image)
