@@ -7,12 +7,20 @@ Each runner is a fresh process (`OMP_NUM_THREADS=1`); the table gives the whole 
 compared across runners, and the largest logit difference between the shared and the unshared computation is
 measured on each shape (float32; the same token sequences scored both ways).
 
-lmms-eval's llava_hf is not run here: eval_throughput.py compares against it where `$LMMS_PYTHON` exists.
+The `llava_hf` runner is lmms-eval 0.7.3's `llava_hf` (batch size 1, its only choice) on the hf_llava export of the
+same weights, through eval_throughput.py's worker on a local lmms-eval task written from the same rows (question =
+build_question's output, same pixels; every rendered prompt is checked against ours). It runs in $LMMS_PYTHON, which
+needs lmms-eval 0.7.3 and decord; it is batch 1 and slow, so fewer rows may be given with --rows (every runner gets
+the same rows):
+
+    LMMS_PYTHON=/work/main/.venv/bin/python python benchmarks/prefix_sharing.py --models mid \
+        --shapes gqa30,pope18 --rows gqa30=60,pope18=54 --out benchmarks/results/prefix_sharing_llava_hf.json
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import tempfile
@@ -35,7 +43,8 @@ DEFAULT_ROWS = {
     "tiny": {"gqa30": 240, "pope18": 216, "single": 96},
     "mid": {"gqa30": 150, "pope18": 108, "single": 24},
 }
-RUNNERS = ("shared", "unshared", "bare")
+RUNNERS = ("shared", "unshared", "bare", "llava_hf")
+DEFAULT_RUNNERS = "shared,unshared,bare"
 
 
 # ----- data ----------------------------------------------------------------------------------------------------
@@ -194,13 +203,39 @@ WORKERS = {"shared": worker_eval, "unshared": worker_eval, "bare": worker_bare, 
 # ----- orchestration -------------------------------------------------------------------------------------------
 
 
-def _checkpoint(which: str, root: Path) -> Path:
+def _checkpoint(which: str, root: Path) -> tuple[dict[str, Path], Any]:
+    """The native and hf_llava checkpoints of `which`, and its prompt renderer (to check llava_hf's prompts)."""
     from benchmarks.eval_throughput import build_checkpoints
 
-    paths, _, _ = build_checkpoints(
+    paths, _, model = build_checkpoints(
         which, root / which, argparse.Namespace(dtype=None, device="cpu", shrink=False)
     )
-    return paths["native"]
+    render = functools.partial(model.template.render_prompt, strip_question=model.settings.strip_question)
+    return paths, render
+
+
+def _run_llava_hf(
+    args: argparse.Namespace, paths: dict[str, Path], shape: str, data: Path, rows: int, work: Path
+) -> dict:
+    """lmms-eval's llava_hf on the hf_llava export, with eval_throughput.py's task writer and runner; float32, one
+    thread, batch 1. Adds the questions it was asked (to check its rendered prompts)."""
+    from benchmarks import eval_throughput
+
+    folder = work / f"{paths['native'].parent.name}-{shape}-llava_hf-{time.monotonic_ns()}"
+    folder.mkdir(parents=True)
+    (folder / "data").symlink_to(data.resolve())  # run_variant reads <folder>/data and <folder>/lmms_task
+    questions = eval_throughput.write_lmms_task(
+        folder / "data", folder / "lmms_task", rows, args.max_new_tokens, source_task=SHAPES[shape][0]
+    )
+    settings = argparse.Namespace(
+        threads=1, batch_size=1, max_new_tokens=args.max_new_tokens, device="cpu", num_workers=0
+    )
+    run = eval_throughput.run_variant(
+        "llava_hf", settings, paths, folder, "llava_hf", common.thread_env(1), rows, "float32"
+    )
+    run["predictions"] = {str(k): v for k, v in run["predictions"].items()}
+    run["timed_cpu_s"] = run["phases"].get("generate_until_cpu")  # lmms-eval's own total has no CPU figure
+    return {**run, "questions": questions}
 
 
 def _run(worker: str, args: argparse.Namespace, checkpoint: Path, shape: str, data: Path, work: Path) -> dict:
@@ -222,23 +257,36 @@ def _run(worker: str, args: argparse.Namespace, checkpoint: Path, shape: str, da
 def orchestrate(args: argparse.Namespace) -> int:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="prefix-sharing-"))
     machine = common.machine_info()
-    report: dict[str, Any] = {"machine": machine, "settings": vars(args).copy(), "results": []}
+    runners = args.runners.split(",")
+    report: dict[str, Any] = {
+        "command": " ".join(["python", "benchmarks/prefix_sharing.py", *sys.argv[1:]]),
+        "machine": machine,
+        "settings": vars(args).copy(),
+        "results": [],
+    }
+    if "llava_hf" in runners:
+        report["settings"]["lmms_python"] = common.python_for_lmms()
     table = []
     for which in args.models.split(","):
-        checkpoint = _checkpoint(which, work / "checkpoints")
+        paths, render = _checkpoint(which, work / "checkpoints")
+        checkpoint = paths["native"]
         for shape in args.shapes.split(","):
-            rows = DEFAULT_ROWS[which][shape]
+            rows = args.rows.get(shape, DEFAULT_ROWS[which][shape])
             data = write_shape(shape, rows, work / "data" / which)
             best: dict[str, dict] = {}
             for _ in range(args.repeats):  # interleaved; the fastest whole-process run of each is kept
-                for runner in RUNNERS:
-                    run = _run(runner, args, checkpoint, shape, data, work / "runs")
+                for runner in runners:
+                    if runner == "llava_hf":
+                        run = _run_llava_hf(args, paths, shape, data, rows, work / "runs")
+                    else:
+                        run = _run(runner, args, checkpoint, shape, data, work / "runs")
                     if runner not in best or run["wall_s"] < best[runner]["wall_s"]:
                         best[runner] = run
             logits = _run("logits", args, checkpoint, shape, data, work / "runs")
             reference = best["unshared"]["predictions"]
+            lmms = best.get("llava_hf")
             for runner, run in best.items():
-                same = sum(run["predictions"][k] == v for k, v in reference.items())
+                same = sum(run["predictions"].get(k) == v for k, v in reference.items())
                 row = {
                     "model": which,
                     "shape": shape,
@@ -247,14 +295,25 @@ def orchestrate(args: argparse.Namespace) -> int:
                     "wall_s": run["wall_s"],
                     "cpu_s": run["cpu_s"],
                     "timed_s": round(run["timed_s"], 3),
-                    "timed_cpu_s": round(run["timed_cpu_s"], 3),
+                    "timed_cpu_s": None if run["timed_cpu_s"] is None else round(run["timed_cpu_s"], 3),
                     "samples_per_s": round(rows / run["wall_s"], 3),
                     "speedup_wall": round(best["unshared"]["wall_s"] / run["wall_s"], 2),
                     "speedup_cpu": round(best["unshared"]["cpu_s"] / run["cpu_s"], 2),
+                    "speedup_vs_llava_hf_wall": round(lmms["wall_s"] / run["wall_s"], 2) if lmms else None,
+                    "speedup_vs_llava_hf_cpu": round(lmms["cpu_s"] / run["cpu_s"], 2) if lmms else None,
                     "same_as_unshared": f"{same}/{len(reference)}",
                     "max_abs_logit_diff": logits["max_abs_logit_diff"] if runner == "shared" else None,
                     "peak_rss_mib": run["peak_rss_mib"],
                 }
+                if runner == "llava_hf":  # its prompts, rendered by its own chat template, against ours
+                    rendered = run["rendered_prompts"]
+                    matching = sum(rendered.get(q) == render(q) for q in run["questions"])
+                    row["prompts_equal_ours"] = f"{matching}/{len(run['questions'])}"
+                    row["differing_predictions"] = {
+                        k: [v, run["predictions"].get(k)]
+                        for k, v in reference.items()
+                        if run["predictions"].get(k) != v
+                    }
                 table.append(row)
                 report["results"].append(row)
     report["load_average_after"] = common.load_average()
@@ -271,6 +330,14 @@ def orchestrate(args: argparse.Namespace) -> int:
                 ("timed_s", "eval/loop s"),
                 ("speedup_wall", "x unshared (wall)"),
                 ("speedup_cpu", "x unshared (cpu)"),
+                *(
+                    [
+                        ("speedup_vs_llava_hf_wall", "x llava_hf (wall)"),
+                        ("speedup_vs_llava_hf_cpu", "x llava_hf (cpu)"),
+                    ]
+                    if "llava_hf" in runners
+                    else []
+                ),
                 ("same_as_unshared", "same answers"),
                 ("max_abs_logit_diff", "max |dlogit|"),
             ],
@@ -288,6 +355,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--models", default="tiny,mid", help="tiny, mid or both")
     parser.add_argument("--shapes", default=",".join(SHAPES))
+    parser.add_argument(
+        "--runners",
+        default=DEFAULT_RUNNERS,
+        help=f"comma list of {', '.join(RUNNERS)}; unshared is needed (llava_hf: lmms-eval via $LMMS_PYTHON)",
+    )
+    parser.add_argument(
+        "--rows",
+        type=_rows_option,
+        default={},
+        help="rows per shape for every model and runner, e.g. gqa30=60,pope18=54 (default: DEFAULT_ROWS)",
+    )
     parser.add_argument("--batch-size", default="auto", help="eval's --batch-size (auto: 1 on CPU)")
     parser.add_argument("--max-new-tokens", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=1)
@@ -299,7 +377,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--worker", choices=sorted(WORKERS), default=None, help=argparse.SUPPRESS)
     for name in ("--checkpoint", "--task", "--data-root", "--output", "--result"):
         parser.add_argument(name, default=None, help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    chosen = args.runners.split(",")
+    if set(chosen) - set(RUNNERS) or "unshared" not in chosen:
+        parser.error(f"--runners {args.runners}: use unshared and any of {', '.join(RUNNERS)}")
+    return args
+
+
+def _rows_option(text: str) -> dict[str, int]:
+    rows = {}
+    for item in filter(None, text.split(",")):
+        shape, _, count = item.partition("=")
+        if shape not in SHAPES or not count.isdigit():
+            raise argparse.ArgumentTypeError(
+                f"{item!r}: use SHAPE=ROWS with SHAPE one of {', '.join(SHAPES)}"
+            )
+        rows[shape] = int(count)
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
