@@ -161,6 +161,10 @@ def run_train(args: argparse.Namespace) -> int:
         keep_eos_text=args.keep_eos_text,
     )
     plan = build_plan(args.variant, args.config, options)
+    from transformers.utils import logging as transformers_logging
+
+    if not options.progress:  # transformers' own bars too ("Writing model shards" at every save)
+        transformers_logging.disable_progress_bar()
     try:
         with run_phase():  # the plan is valid: what fails from here on means the run could not proceed
             if args.dry_run:
@@ -173,6 +177,8 @@ def run_train(args: argparse.Namespace) -> int:
         # the generic message says "rerun the same command", which a started stage refuses without --resume
         print(f"interrupted: continue with {resume_command()}", file=sys.stderr)
         return 130
+    finally:
+        transformers_logging.enable_progress_bar()  # a process's later work (tests, notebooks) keeps its bars
     if int(os.environ.get("RANK", "0")) == 0:
         for folder in folders:
             print(folder)
