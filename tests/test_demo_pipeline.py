@@ -151,24 +151,35 @@ def test_readme_check_fails_when_the_block_drifts(demo_output: Path, tmp_path: P
     from tinyllava_bench.demo import readme
 
     readme_path, seeds = _readme_with_block(tmp_path, demo_output)
-    argv = [str(demo_output), "--readme", str(readme_path), "--seeds-file", str(seeds), "--check"]
-    good = readme_path.read_text()
-    row = next(line for line in good.splitlines() if line.startswith("| demo-base |"))
-    cells = row.split("|")
-    cells[3] = f" {float(cells[3]) + 0.5:.1f} "  # the first benchmark's score, half a point off
-    drifted = good.replace(row, "|".join(cells))
+    argv = [str(demo_output), "--readme", str(readme_path), "--seeds-file", str(seeds)]
 
-    # one run (tolerance 0): any change of a number fails, naming the benchmark and both values
-    readme_path.write_text(drifted)
-    assert readme.main(argv) == 1
-    assert "README" in capsys.readouterr().err
-    # a tolerance of a point (as a spread across seeds gives) lets it pass; a word changed never does
+    def drift(points: float) -> None:
+        """The base model's first benchmark (VQAv2) off by `points` in README's table."""
+        good = readme_path.read_text()
+        row = next(line for line in good.splitlines() if line.startswith("| demo-base |"))
+        cells = row.split("|")
+        cells[3] = f" {float(cells[3]) + points:.1f} "
+        readme_path.write_text(good.replace(row, "|".join(cells)))
+
+    # one seed summarised: a tolerance of 0, so any changed number fails, named with both values
+    drift(0.5)
+    assert readme.main([*argv, "--check"]) == 1
+    assert "VQAv2: README" in capsys.readouterr().err
+    # a tolerance of a point (as a spread across seeds gives, and the block then states): half a point passes,
+    # a point and a half does not
     summary = json.loads(seeds.read_text())
     summary["tolerance"] = dict.fromkeys(summary["tolerance"], 1.0)
     seeds.write_text(json.dumps(summary))
+    assert readme.main(argv) == 0  # the block rewritten: it states the new tolerance
+    assert "VQAv2 ±1.0" in readme_path.read_text()
+    drift(0.5)
+    assert readme.main([*argv, "--check"]) == 0
+    drift(1.0)
+    assert readme.main([*argv, "--check"]) == 1
+    # a changed word never passes
     assert readme.main(argv) == 0
-    readme_path.write_text(good.replace("Without the picture", "Without a picture"))
-    assert readme.main(argv) == 1
+    readme_path.write_text(readme_path.read_text().replace("Without the picture", "Without a picture"))
+    assert readme.main([*argv, "--check"]) == 1
     assert "the words differ" in capsys.readouterr().err
 
 

@@ -152,9 +152,14 @@ def render_block(record: dict[str, Any], seeds: dict[str, Any]) -> str:
 
     base, other = list(record["scores"])[:2]
     settings = record["settings"]
-    provenance = record.get("provenance") or {}
     threads = record["threads"].get("threads", settings.get("threads", 1))
-    where = f"torch {provenance.get('torch', '?')}, {provenance.get('cpus', '?')} CPUs"
+    machines = sorted(
+        {
+            f"torch {p.get('torch')}, {p.get('cpus')} CPUs ({p.get('machine')})"
+            for p in (r.get("provenance") for r in seeds["runs"])
+            if p
+        }
+    )
     printed = "\n".join(
         [
             record["table_markdown"].rstrip("\n"),
@@ -182,14 +187,15 @@ def render_block(record: dict[str, Any], seeds: dict[str, Any]) -> str:
     }
     lines = [
         BEGIN,
-        f"What it printed (seed {settings['seed']}, {threads} torch thread per process, {where}; "
+        f"What it printed (seed {settings['seed']}, {threads} torch thread(s) per process; "
         f"{_minutes(record['seconds']['total'])}):",
         "",
         "```",
         printed,
         "```",
         "",
-        f"Across seeds {seed_list} (one full demo each, `{DEFAULT_SEEDS.as_posix()}`), {other} minus {base} was "
+        f"Across seeds {seed_list} (one full demo each, `{DEFAULT_SEEDS.as_posix()}`; "
+        f"{'; '.join(machines) or 'machine not recorded'}), {other} minus {base} was "
         f"{deltas}. So in every seed {other} wins on {_names(claims['current_wins'])} and {base} wins on "
         f"{_names(claims['baseline_wins'])}; the sign of {_names(flips)} varies with the seed. `regress` finds "
         f"{_names(claims['significant_always'])} significant in every seed, "
