@@ -39,8 +39,9 @@ def user_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
 
 
-def run_demo(output: Path, seed: int, threads: int | None) -> dict:
+def run_demo(output: Path, seed: int, threads: int | None, quick: bool = False) -> dict:
     command = [sys.executable, "-m", "tinyllava_bench", "demo", "--quiet", "--seed", str(seed)]
+    command += ["--quick"] if quick else []
     output.parent.mkdir(parents=True, exist_ok=True)
     command += ["--output", str(output)] + (["--threads", str(threads)] if threads else [])
     load_before = os.getloadavg()
@@ -81,7 +82,7 @@ def main() -> None:
     keep = args.keep or scratch
     busy_seed = args.seed if args.busy_seed is None else args.busy_seed
     try:
-        quiet = run_demo(keep / "quiet", args.seed, args.threads)
+        quiet = run_demo(keep / "quiet", args.seed, args.threads, args.quick)
         print(f"quiet: {quiet['wall_s']:.0f} s", flush=True)
         burner = subprocess.Popen(
             [sys.executable, "-c", BURNER, str(args.burn_limit)],
@@ -91,7 +92,7 @@ def main() -> None:
         )
         try:
             time.sleep(5)  # the burner's threads are up before the demo starts
-            busy = run_demo(keep / "busy", busy_seed, args.threads)
+            busy = run_demo(keep / "busy", busy_seed, args.threads, args.quick)
         finally:
             burner.terminate()
             burner.wait(timeout=30)

@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "tiny LLM on the world's text, trains two tiny TinyLLaVA variants from it with the real trainer that "
             "differ only in their recipe (the paper's base vs share), evaluates both with the official scorers "
             "into two run folders, and writes the ablation table, a leaderboard CSV and plots. Needs no network "
-            "and no GPU; about 4 minutes on 2 CPU cores (--quick: well under a minute, a smoke test)."
+            "and no GPU; minutes on 2 CPU cores (benchmarks/README.md has measured times; --quick: a smoke test)."
         ),
     )
     parser.add_argument(
