@@ -34,6 +34,7 @@ def test_mmvet_differences_exactly():
         ),
         ("judge", "model", '"gpt-4-0613"', '"gpt-4o-2024-11-20"'),
         ("judge", "max_tokens", "3", "128"),
+        ("judge", "retries", "5", "3"),
     ]
 
 

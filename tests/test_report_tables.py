@@ -267,6 +267,16 @@ def test_latex_and_html_formats(tmp_path, capsys):
     assert "model_a&amp;b" in html_text and '<td align="right">60.0</td>' in html_text
 
 
+def test_report_out_where_a_file_stands_for_its_folder_names_no_flag_report_lacks(tmp_path, capsys):
+    # the message once spoke of eval's "run folder" and told report's user to pass --output, which report lacks
+    run = write_run(tmp_path / "a", "m", {"gqa": 60.0})
+    (tmp_path / "taken").write_text("a file, not a folder")
+    code, _, err = run_cli(["report", str(run), "--out", str(tmp_path / "taken" / "table.md")], capsys)
+    assert code == 2
+    assert str(tmp_path / "taken") in err and "is a file" in err
+    assert "--output" not in err and "run folder" not in err
+
+
 def test_report_without_runs_or_paper_is_a_user_error(capsys):
     code, _, err = run_cli(["report"], capsys)
     assert code == 2

@@ -224,10 +224,59 @@ def _vqav2(root: Path) -> None:
     _image(folder / "test2015" / "COCO_test2015_000000262144.jpg")
 
 
+def _mme_line(image: str, question: str) -> dict:
+    # llava_mme.jsonl (haotian-liu/LLaVA 32cebc3): question_id == image == MME's path, text = question + suffix
+    return {"question_id": image, "image": image, "text": question + SHORT, "category": image.split("/")[0]}
+
+
+def _answers(path: Path, lines: list[tuple[str, str]]) -> None:
+    # MME's per-image answer file: "question<TAB>answer" lines, the question ending "Please answer yes or no."
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{question}\t{answer}\n" for question, answer in lines), encoding="utf-8")
+
+
+def _mme(root: Path) -> None:
+    folder = root / "MME"
+    mme = folder / "MME_Benchmark_release_version"
+    _jsonl(
+        folder / "llava_mme.jsonl",
+        [
+            _mme_line("code_reasoning/0020.png", "Is a python code shown in the picture?"),
+            _mme_line("code_reasoning/0020.png", "Is a c++ code shown in the picture?"),
+            _mme_line("artwork/images/14777.jpg", "Does this artwork belong to the type of religious?"),
+            _mme_line("artwork/images/14777.jpg", "Does this artwork belong to the type of historical?"),
+        ],
+    )
+    # a cognition category keeps images and answers side by side
+    _image(mme / "code_reasoning" / "0020.png")
+    _answers(
+        mme / "code_reasoning" / "0020.txt",
+        [
+            ("Is a python code shown in the picture? Please answer yes or no.", "Yes"),
+            ("Is a c++ code shown in the picture? Please answer yes or no.", "No"),
+        ],
+    )
+    # an image no question asks: its answers are read and left unused
+    _answers(
+        mme / "code_reasoning" / "0014.txt",
+        [("The image shows a python code. Is the output of the code '7'? Please answer yes or no.", "Yes")],
+    )
+    # artwork, celebrity, landmark, posters and scene keep them in images/ and questions_answers_YN/
+    _image(mme / "artwork" / "images" / "14777.jpg", (200, 100, 50))
+    _answers(
+        mme / "artwork" / "questions_answers_YN" / "14777.txt",
+        [
+            ("Does this artwork belong to the type of religious? Please answer yes or no.", "Yes"),
+            # some MME questions have two spaces before "Please"
+            ("Does this artwork belong to the type of historical?  Please answer yes or no.", "No"),
+        ],
+    )
+
+
 @pytest.fixture
 def llava_eval(tmp_path: Path) -> Path:
     root = tmp_path / "playground" / "data" / "eval"
-    for build in (_pope, _scienceqa, _gqa, _textvqa, _mmvet, _llava_wild, _vqav2):
+    for build in (_pope, _scienceqa, _gqa, _textvqa, _mmvet, _llava_wild, _vqav2, _mme):
         build(root)
     return root
 
@@ -344,6 +393,122 @@ def test_gqa_textvqa_mmvet_llava_wild_and_vqav2_read_their_files(llava_eval: Pat
     assert vqav2.question_ids() == [262144000] and vqav2.image(0).size == (4, 3)
 
 
+def test_mme_reads_llava_mme_jsonl_and_finds_answers_as_convert_answer_to_mme(llava_eval: Path) -> None:
+    data = load_task_data("mme", data_root=llava_eval)
+    rows = data.rows.to_list()
+    # the prompt is the file's text byte for byte (model_vqa_loader.py), under both protocols
+    text = "Is a python code shown in the picture?" + SHORT
+    assert build_question("mme", rows[0]) == text and build_question("mme", rows[0], "lmms-eval") == text
+    assert [(r["question_id"], r["category"], r["answer"]) for r in rows] == [
+        ("code_reasoning/0020.png", "code_reasoning", "Yes"),
+        ("code_reasoning/0020.png", "code_reasoning", "No"),
+        ("artwork/images/14777.jpg", "artwork", "Yes"),
+        ("artwork/images/14777.jpg", "artwork", "No"),  # found under the two-space form
+    ]
+    # images from MME's folder, flat and images/ layouts both
+    assert data.image(0).size == (4, 3) and data.image(2).getpixel((0, 0)) == (200, 100, 50)
+    question_set = data.provenance()["question_set"]
+    assert (question_set["source"], question_set["rows"]) == ("llava_eval:MME/llava_mme.jsonl", 4)
+    assert question_set["fingerprint"] == dataset_fingerprint("mme", data_root=llava_eval)
+    assert question_set["counts"] == {
+        "question_rows": 4,
+        "category_key_differs": 0,
+        "two_space_questions": 1,
+        "labels_unused": 1,
+        "image_pairs_not_adjacent": 0,
+    }
+
+
+def test_mme_from_llavas_folder_scores_like_calculation_py(llava_eval: Path) -> None:
+    data = load_task_data("mme", data_root=llava_eval, need_images=False)
+    result = score_predictions(data.task, data.rows, ["Yes", "No", "Yes", "Yes"], "official")
+    metrics = result["metrics"]
+    # code_reasoning: both right (acc 100, acc+ 100); artwork: one of two right (acc 50, acc+ 0)
+    assert (metrics["code_reasoning"], metrics["artwork"]) == (200.0, 50.0)
+    assert (metrics["cognition"], metrics["perception"]) == (200.0, 50.0)
+
+
+def test_mme_answer_file_and_category_come_from_the_question_id(tmp_path: Path) -> None:
+    # convert_answer_to_mme.py: category = question_id's first part (not the line's "category"), answer file =
+    # the name up to its first dot + ".txt"; a question already ending "Please answer yes or no." is kept
+    folder = tmp_path / "MME"
+    line = {
+        "question_id": "existence/000000.v2.jpg",
+        "image": "existence/000000.v2.jpg",
+        "text": "Is there a dog in this image? Please answer yes or no.",
+        "category": "count",
+    }
+    _jsonl(folder / "llava_mme.jsonl", [line, dict(line, text="Is there a cat in this image?" + SHORT)])
+    _answers(
+        folder / "MME_Benchmark_release_version" / "existence" / "000000.txt",
+        [
+            ("Is there a dog in this image? Please answer yes or no.", "No"),
+            ("Is there a cat in this image? Please answer yes or no.", "Yes"),
+        ],
+    )
+    data = load_task_data("mme", data_root=tmp_path, need_images=False)
+    assert [(r["category"], r["answer"]) for r in data.rows.to_list()] == [
+        ("existence", "No"),
+        ("existence", "Yes"),
+    ]
+    assert data.provenance()["question_set"]["counts"]["category_key_differs"] == 2
+
+
+def test_mme_image_pairs_that_are_not_adjacent_are_counted(tmp_path: Path) -> None:
+    # calculation.py pairs each category's lines two at a time; interleaved images would be paired wrongly there
+    folder = tmp_path / "MME"
+    questions = [("a.png", "Q1?"), ("b.png", "Q1?"), ("a.png", "Q2?"), ("b.png", "Q2?")]
+    _jsonl(folder / "llava_mme.jsonl", [_mme_line(f"OCR/{image}", q) for image, q in questions])
+    for image in ("a", "b"):
+        _answers(
+            folder / "MME_Benchmark_release_version" / "OCR" / f"{image}.txt",
+            [("Q1? Please answer yes or no.", "Yes"), ("Q2? Please answer yes or no.", "No")],
+        )
+    data = load_task_data("mme", data_root=tmp_path, need_images=False)
+    assert data.provenance()["question_set"]["counts"]["image_pairs_not_adjacent"] == 2
+
+
+def test_mme_answer_files_are_part_of_the_fingerprint(llava_eval: Path) -> None:
+    before = dataset_fingerprint("mme", data_root=llava_eval)
+    answers = llava_eval / "MME" / "MME_Benchmark_release_version" / "code_reasoning" / "0020.txt"
+    answers.write_text(answers.read_text().replace("\tNo", "\tYes"), encoding="utf-8")
+    assert dataset_fingerprint("mme", data_root=llava_eval) != before
+
+
+def test_mme_missing_or_malformed_answers_are_one_line(llava_eval: Path) -> None:
+    mme = llava_eval / "MME" / "MME_Benchmark_release_version"
+    questions = llava_eval / "MME" / "llava_mme.jsonl"
+    kept = questions.read_text()
+    _jsonl(questions, [{"question_id": 20, "image": "code_reasoning/0020.png", "text": "Is it code?"}])
+    with pytest.raises(UserError, match="line 1: question_id .* must be strings"):
+        load_task_data("mme", data_root=llava_eval, need_images=False)
+    questions.write_text(kept)
+    answers = mme / "artwork" / "questions_answers_YN" / "14777.txt"
+    # neither the one-space nor the two-space form is there: convert_answer_to_mme.py stops with a KeyError
+    answers.write_text("Does this artwork belong to the type of religious? Please answer yes or no.\tYes\n")
+    with pytest.raises(
+        UserError, match=r"no answer for artwork/14777.txt question 'Does this artwork belong"
+    ):
+        load_task_data("mme", data_root=llava_eval, need_images=False)
+    answers.write_text("14777.jpg\tDoes this artwork belong to the type of religious?\tYes\n")
+    with pytest.raises(UserError, match=r"14777.txt, line 1: not 'question<TAB>answer'"):
+        load_task_data("mme", data_root=llava_eval, need_images=False)
+    (mme / "artwork" / "questions_answers_YN").rename(mme / "artwork" / "answers")
+    with pytest.raises(UserError, match="has images/ but no questions_answers_YN/"):
+        load_task_data("mme", data_root=llava_eval, need_images=False)
+    mme.rename(mme.with_name("elsewhere"))
+    with pytest.raises(UserError, match="MME_Benchmark_release_version is missing"):
+        load_task_data("mme", data_root=llava_eval, need_images=False)
+
+
+def test_mme_folder_also_seen_as_mme_is_still_llavas(llava_eval: Path) -> None:
+    # on a case-insensitive disk (macOS, Windows) LLaVA's MME/ also answers to mme/, the task's own-layout name;
+    # a link gives the same view here: one folder under two names is LLaVA's, not a second copy of the data
+    (llava_eval / "mme").symlink_to(llava_eval / "MME", target_is_directory=True)
+    data = load_task_data("mme", data_root=llava_eval, need_images=False)
+    assert data.provenance()["question_set"]["source"] == "llava_eval:MME/llava_mme.jsonl"
+
+
 def test_the_hub_stays_the_default_and_own_layout_wins(llava_eval: Path, tmp_path: Path) -> None:
     from tinyllava_bench.tasks.data import resolve_data_source
 
@@ -365,13 +530,13 @@ def test_a_missing_label_folder_is_one_line(tmp_path: Path) -> None:
         load_task_data("pope", data_root=tmp_path)
 
 
-def test_eval_runs_pope_from_llavas_folder_and_records_the_question_set(
+def test_eval_runs_pope_and_mme_from_llavas_folder_and_records_the_question_sets(
     tiny_checkpoints, llava_eval, tmp_path
 ):
     from tinyllava_bench.cli import main
 
     checkpoint = tiny_checkpoints("qwen2", "clip")["native"]
-    args = ["eval", "--model", str(checkpoint), "--tasks", "pope", "--data-root", str(llava_eval)]
+    args = ["eval", "--model", str(checkpoint), "--tasks", "pope,mme", "--data-root", str(llava_eval)]
     args += [
         "--output",
         str(tmp_path / "run"),
@@ -381,9 +546,15 @@ def test_eval_runs_pope_from_llavas_folder_and_records_the_question_set(
         "0",
     ]
     assert main(args) == 0
-    task = json.loads((tmp_path / "run" / "results.json").read_text())["tasks"]["pope"]
-    question_set = task["dataset"]["question_set"]
+    tasks = json.loads((tmp_path / "run" / "results.json").read_text())["tasks"]
+    question_set = tasks["pope"]["dataset"]["question_set"]
     assert (question_set["source"], question_set["rows"]) == ("llava_eval:pope/llava_pope_test.jsonl", 6)
-    assert task["n_samples"] == 6
+    assert tasks["pope"]["n_samples"] == 6
+    question_set = tasks["mme"]["dataset"]["question_set"]
+    assert (question_set["source"], question_set["rows"]) == ("llava_eval:MME/llava_mme.jsonl", 4)
+    assert question_set["counts"]["two_space_questions"] == 1
+    assert tasks["mme"]["n_samples"] == 4
+    assert {"perception", "cognition", "artwork", "code_reasoning"} <= set(tasks["mme"]["metrics"])
     logged = "".join(path.read_text() for path in (tmp_path / "run").rglob("*.jsonl"))
     assert json.dumps("Is there a dog in the imange random 1?" + SHORT)[1:-1] in logged
+    assert json.dumps("Does this artwork belong to the type of historical?" + SHORT)[1:-1] in logged

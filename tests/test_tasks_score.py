@@ -257,6 +257,6 @@ def test_score_output_that_cannot_be_written_is_a_one_line_error(tmp_path):
 
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    with pytest.raises(UserError, match="cannot write the scores to .*pass another --output"):
+    with pytest.raises(UserError, match="scores.json: cannot .*pass another --output"):
         write_score_output({"metrics": {}}, blocker / "scores.json")
     assert blocker.read_text() == "not a folder"

@@ -14,12 +14,11 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file, save_file
 
+from tests.reliability.conftest import eval_argv
 from tinyllava_bench.cli import main
 from tinyllava_bench.engine.store import read_results, write_json_atomic
 from tinyllava_bench.errors import UserError
 from tinyllava_bench.paths import REPO_ROOT
-
-TASK_OPTIONS = ["--task-options", "generation.max_new_tokens=4"]
 
 
 @pytest.fixture(scope="module")
@@ -32,26 +31,8 @@ def data(tmp_path_factory):
     return root
 
 
-def _argv(model: Path, data: Path, output: Path, tasks: str = "gqa", *extra: str) -> list[str]:
-    return [
-        "eval",
-        "--model",
-        str(model),
-        "--tasks",
-        tasks,
-        "--data-root",
-        str(data),
-        "--output",
-        str(output),
-        "--device",
-        "cpu",
-        "--num-workers",
-        "0",
-        "--batch-size",
-        "4",
-        *TASK_OPTIONS,
-        *extra,
-    ]
+def _argv(model: Path, data: Path, output: Path, tasks: str = "gqa") -> list[str]:
+    return eval_argv(model, data, output, tasks, "--batch-size", "4")
 
 
 def _legacy_copy(tiny_checkpoints, tmp_path: Path) -> tuple[Path, Path]:

@@ -60,6 +60,51 @@ def test_zoo_command_formats(capsys):
     assert lines[0].startswith("name,checkpoint,layout") and len(lines) == len(cards) + 1
     assert main(["zoo"]) == 0
     assert "TinyLLaVA-share-Sig-Phi" in capsys.readouterr().out
+    assert main(["zoo", "--format", "markdown"]) == 0
+    assert "| TinyLLaVA-share-Sig-Phi | bczhou/TinyLLaVA-3.1B | legacy |" in capsys.readouterr().out
+
+
+def test_zoo_table_fits_a_120_column_terminal_and_names_every_card(capsys):
+    assert main(["zoo"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) <= 120
+    header = lines[0].split()
+    assert header[:5] == ["name", "llm", "vision", "recipe", "params_b"]
+    assert header[5:] == ["VQAv2", "GQA", "SQA-I", "TextVQA", "MM-Vet", "POPE", "LLaVA-W", "MME"]
+    rows = {line.split()[0]: line for line in lines[1 : 1 + len(list_cards())]}
+    assert set(rows) == {card.name for card in list_cards()}
+    # the scores sit under their headers (right-aligned), the second source's value marked and named below
+    mme_end = lines[0].index("MME") + len("MME")
+    assert rows["TinyLLaVA-share-Sig-Phi"][:mme_end].endswith("1464.9")
+    sqa_end = lines[0].index("SQA-I") + len("SQA-I")
+    assert rows["TinyLLaVA-share-Sig-TL"][:sqa_end].endswith("60.1*")
+    assert rows["TinyLLaVA-share-Sig-Phi"][:sqa_end].endswith("69.1 ")
+    assert "  TinyLLaVA-share-Sig-TL: scienceqa_img 60.3 (legacy README" in "\n".join(lines)
+    # the hub ids the table leaves out are listed after it
+    assert any(line.split()[:2] == ["TinyLLaVA-share-Sig-Phi", "bczhou/TinyLLaVA-3.1B"] for line in lines)
+
+
+def test_zoo_markdown_has_every_column_and_escapes_cell_text(capsys):
+    from tinyllava_bench.models import commands
+
+    assert main(["zoo", "--format", "markdown"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("| name | checkpoint | layout |") and lines[0].endswith(
+        "| mme | also_reported |"
+    )
+    assert lines[1].startswith("| :-- | :-- |")
+    assert len(lines) == 2 + len(list_cards())
+    cells = [line.count(" | ") for line in lines]
+    assert len(set(cells)) == 1  # every row has as many cells as the header
+    row = next(line for line in lines if line.startswith("| TinyLLaVA-share-Sig-TL |"))
+    assert "| 60.1 |" in row and "scienceqa_img 60.3 (legacy README" in row
+
+    # a `|` or a line break in a card's text must not break the table
+    rows = commands.zoo_rows()[:1]
+    rows[0]["name"] = "odd|name\nsecond line"
+    text = commands.render_markdown(rows)
+    assert "| odd\\|name second line |" in text
+    assert len(text.splitlines()) == 3
 
 
 def _csv_rows() -> dict[str, dict[str, str]]:

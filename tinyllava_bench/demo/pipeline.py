@@ -260,10 +260,10 @@ def run_demo(
 
     shown.log("[5/5] report: ablation table, leaderboard, plots, the scores of answering blind, regress")
     t = time.time()
-    table_path, markdown, leaderboard, plots, scores = write_reports(output, list(runs.values()))
     from tinyllava_bench.demo.blind import blind_scores
 
     blind = blind_scores(world["eval_root"], settings.tasks)
+    table_path, markdown, leaderboard, plots, scores = write_reports(output, list(runs.values()), blind)
     base_run, other_run = list(runs.values())[:2]
     regress = regress_summary(base_run, other_run)
     step("report", t)
@@ -708,9 +708,10 @@ def evaluate_all(
 
 
 def write_reports(
-    output: Path, run_folders: list[Path]
+    output: Path, run_folders: list[Path], blind: dict[str, float | None] | None = None
 ) -> tuple[Path, str, Path, list[Path], dict[str, dict[str, float | None]]]:
-    """The ablation table (markdown), the leaderboard CSV and the plots, from the run folders alone."""
+    """The ablation table (markdown), the leaderboard CSV and the plots (with the blind scores drawn on the
+    benchmark panels), from the run folders."""
     from tinyllava_bench.report.leaderboard import write_leaderboard
     from tinyllava_bench.report.plots import write_plots
     from tinyllava_bench.report.runs import load_runs
@@ -722,7 +723,7 @@ def write_reports(
     table_path = output / "ablation.md"
     table_path.write_text(markdown, encoding="utf-8")
     leaderboard = write_leaderboard(runs, output / "leaderboard.csv").path
-    plots = write_plots(table, output / "plots")
+    plots = write_plots(table, output / "plots", blind)
     # run folders are named after their variants
     scores = {run.path.name: {name: task.headline_value for name, task in run.tasks.items()} for run in runs}
     return table_path, markdown, Path(leaderboard), plots, scores

@@ -3,6 +3,7 @@ write-ahead samples log), then on rank 0 score everything and write the run fold
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -226,8 +227,6 @@ def _refuse_other_model(
 def _supersede(output: Path, previous: dict[str, Any], started_at: str) -> None:
     """The same checkpoint, but its files or load settings changed since the earlier run: none of its answers may be
     reused. Its results and samples are moved (not deleted) into OUT/superseded/<time>/, and the user is told."""
-    import sys
-
     stamp = str(previous.get("provenance", {}).get("started_at") or started_at).replace(":", "")
     target = output / "superseded" / stamp
     names = [
@@ -355,8 +354,6 @@ def _run_task(
 def _note_stale(task: str, done: dict[str, dict[str, Any]], keys: dict[int, str]) -> None:
     """Say when earlier answers to these very rows exist but no longer match (the task file, prompt, generation
     settings or data changed since): they are redone, not reused."""
-    import sys
-
     current = set(keys.values())
     stale = {
         record.get("index")

@@ -130,7 +130,12 @@ class SampleWriter:
 def write_atomic(path: Path, text: str, kept: str = "finished samples are kept") -> None:
     """Write `text` to `path` so readers see the old file or the new one, never half of one. `kept` ends the error
     message: what the user still has when the write fails."""
-    make_run_folder(path.parent)
+    if path.parent.exists() and not path.parent.is_dir():
+        raise UserError(f"{path}: cannot write, {path.parent} is a file; {kept}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot create its folder ({exc.strerror or exc}); {kept}") from None
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:

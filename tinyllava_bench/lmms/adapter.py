@@ -20,15 +20,12 @@ from PIL import Image
 from tqdm import tqdm
 
 from tinyllava_bench.errors import UserError
+from tinyllava_bench.models.loading import LOAD_OVERRIDES
 from tinyllava_bench.models.sampling import Sampling, sample_seed
 from tinyllava_bench.models.templates import IMAGE_PLACEHOLDER
-from tinyllava_bench.models.tinyllava import ModelSettings, TinyLlava
+from tinyllava_bench.models.tinyllava import TinyLlava
 from tinyllava_bench.models.tokenization import IMAGE_TOKEN_INDEX, tokenize_with_images
 
-# load_model overrides a user may give in model_args (the rest of ModelSettings describes the checkpoint itself)
-LOAD_OVERRIDES = tuple(sorted(set(ModelSettings.__dataclass_fields__) - {"layout", "extra"})) + (
-    "trust_remote_code",
-)
 MULTI_IMAGE_RULES = ("first", "error")
 # lmms-eval 0.7.3's tinyllava model: max_new_tokens 1024 when a task gives none, and sampling (temperature > 0)
 # with the top_k transformers' GenerationConfig leaves in force (it passes none)
@@ -113,6 +110,10 @@ class TinyLlavaBench(lmms):
         self._batch_size = _positive_int(batch_size, "batch_size")
         self.default_max_new_tokens = _positive_int(max_new_tokens, "max_new_tokens")
         self.cut_at_until = _boolean(cut_at_until, "cut_at_until")
+        if (
+            "trust_remote_code" in overrides
+        ):  # model_args is text: "false" must mean False, never bool("false")
+            overrides["trust_remote_code"] = _boolean(overrides["trust_remote_code"], "trust_remote_code")
         self.seed = _whole_number(seed, "seed")
         self.multi_image = multi_image
         self._warned: set[str] = set()

@@ -1,4 +1,4 @@
-"""CLI verbs `report`, `leaderboard` and `regress`; light at import (pandas, numpy, matplotlib load on use)."""
+"""CLI verbs `report`, `leaderboard`, `regress` and `view`; light at import (pandas, numpy, matplotlib load on use)."""
 
 from __future__ import annotations
 
@@ -34,11 +34,18 @@ def run_report(args: argparse.Namespace) -> int:
         raise UserError(
             "give at least one run folder (RUN ...), or --paper alone to print the paper's Table A1"
         )
+    if args.blind_scores and not args.plots:
+        raise UserError("--blind-scores is drawn on the plots: add --plots DIR")
+    baseline = None
+    if args.blind_scores:
+        from tinyllava_bench.report.plots import read_baseline
+
+        baseline = read_baseline(args.blind_scores)
     _write_text(render_table(table, args.format), args.out)
     if args.plots:
         from tinyllava_bench.report.plots import write_plots
 
-        for path in write_plots(table, args.plots):
+        for path in write_plots(table, args.plots, baseline=baseline):
             print(f"wrote {path}", file=sys.stderr)
     return 0
 
@@ -77,7 +84,7 @@ def run_regress(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the report, leaderboard and regress verbs."""
+    """Add the report, leaderboard, regress and view verbs."""
     report = subparsers.add_parser(
         "report",
         help="paper-shaped tables (and plots) from run folders",
@@ -105,6 +112,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     report.add_argument("--out", metavar="FILE", help="write the table here instead of stdout")
     report.add_argument("--plots", metavar="DIR", help="also write PNG charts into DIR")
+    report.add_argument(
+        "--blind-scores",
+        metavar="FILE",
+        help="JSON of task -> the headline score of answering without the picture (a demo's demo.json works), "
+        "drawn as a dashed line on each benchmark's panel of --plots",
+    )
     report.set_defaults(func=run_report)
 
     leaderboard = subparsers.add_parser(
@@ -169,3 +182,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     regress.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
     regress.add_argument("--out", metavar="FILE", help="also write the Markdown summary here")
     regress.set_defaults(func=run_regress)
+
+    from tinyllava_bench.report.view import add_view_parser
+
+    add_view_parser(subparsers)

@@ -302,6 +302,24 @@ def full_scale(task: str, metric: str | None) -> float:
     return METRIC_FULL_SCALE.get((task, metric or ""), 100.0)
 
 
+# MME's sums add 200 per category scored; which categories each sum holds (metrics/mme.py)
+_MME_SUMS = {"perception": ("perception",), "cognition": ("cognition",), "total": ("perception", "cognition")}
+MME_SUBTASK_SCORE = 200.0
+
+
+def task_full_scale(task: TaskResult) -> float:
+    """The highest value this run's headline could take: for MME's sums, 200 for each category the run scored
+    (its metrics name them: a run of 5 perception categories tops out at 1,000, not 2,000), else `full_scale`."""
+    if task.name == "mme" and task.headline in _MME_SUMS:
+        from tinyllava_bench.metrics.mme import COGNITION_SUBTASKS, PERCEPTION_SUBTASKS
+
+        members = {"perception": PERCEPTION_SUBTASKS, "cognition": COGNITION_SUBTASKS}
+        scored = [c for part in _MME_SUMS[task.headline] for c in members[part] if c in task.metrics]
+        if scored:
+            return MME_SUBTASK_SCORE * len(scored)
+    return full_scale(task.name, task.headline)
+
+
 def runs_to_frame(runs: Sequence[Run]) -> pd.DataFrame:
     """A tidy long table, one row per (run, task, metric), for notebooks and custom reports."""
     import pandas as pd

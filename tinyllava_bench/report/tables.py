@@ -20,9 +20,11 @@ from tinyllava_bench.report.runs import (
     Run,
     TaskResult,
     benchmark_value,
+    full_scale,
     load_paper_scores,
     match_paper_row,
     paper_table_a1,
+    task_full_scale,
 )
 
 TABLE_FORMATS = ("md", "latex", "csv", "html")
@@ -41,6 +43,8 @@ class ModelRow:
     card: dict
     values: dict[str, float | None]
     run: Run | None = None
+    # benchmark label -> the highest value its number could take (MME: 200 per category the run scored)
+    full_scales: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -50,6 +54,9 @@ class Cell:
     value: float | None
     reference: float | None = None
     delta: float | None = None
+    full_scale: float | None = (
+        None  # the highest `value` could take (plots draw each benchmark on this scale)
+    )
 
 
 @dataclass
@@ -109,6 +116,7 @@ def model_rows_from_runs(
         for protocol in protocols:
             tasks = {name: task for name, task in run.tasks.items() if task.protocol == protocol}
             values: dict[str, float | None] = {}
+            full_scales: dict[str, float] = {}
             judges: dict[str, str] = {}
             used = []
             for benchmark in benchmarks:
@@ -116,6 +124,7 @@ def model_rows_from_runs(
                 values[benchmark.label] = value
                 if task is None:
                     continue
+                full_scales[benchmark.label] = task_full_scale(task)
                 used.append(task)
                 question_sets.setdefault(benchmark.label, {})[
                     run.model_name if len(protocols) == 1 else f"{run.model_name} ({protocol})"
@@ -131,6 +140,7 @@ def model_rows_from_runs(
                     card=run.card,
                     values=values,
                     run=run,
+                    full_scales=full_scales,
                 )
             )
             where = run.model_name if len(protocols) == 1 else f"{run.model_name} ({protocol})"
@@ -201,9 +211,16 @@ def model_rows_from_paper(paper_rows: Sequence[PaperRow], benchmarks: Sequence[B
             values={
                 b.label: paper.scores.get(b.paper_column) if b.paper_column else None for b in benchmarks
             },
+            full_scales={b.label: paper_full_scale(b) for b in benchmarks if b.paper_column},
         )
         for paper in paper_rows
     ]
+
+
+def paper_full_scale(benchmark: Benchmark) -> float:
+    """The highest value the paper's number for a benchmark could take (its MME is out of all 14 categories)."""
+    task = benchmark.tasks[0]
+    return full_scale(task, DEFAULT_HEADLINES.get(task))
 
 
 def _setting_columns(rows: Sequence[ModelRow]) -> tuple[list[str], list[str]]:
@@ -230,7 +247,10 @@ def _plain_table(
     table_rows = [
         TableRow(
             labels={"Model": row.label, **_setting_labels(row, setting_columns)},
-            cells={b.label: Cell(row.values.get(b.label)) for b in benchmarks},
+            cells={
+                b.label: Cell(row.values.get(b.label), full_scale=row.full_scales.get(b.label))
+                for b in benchmarks
+            },
         )
         for row in rows
     ]
@@ -286,11 +306,12 @@ def _group_table(
             cells = {}
             for b in benchmarks:
                 value = row.values.get(b.label)
+                scale = row.full_scales.get(b.label)
                 if is_reference:
-                    cells[b.label] = Cell(value)
+                    cells[b.label] = Cell(value, full_scale=scale)
                 else:
                     ref_value = reference.values.get(b.label)
-                    cells[b.label] = Cell(value, ref_value, _difference(value, ref_value))
+                    cells[b.label] = Cell(value, ref_value, _difference(value, ref_value), scale)
             table_rows.append(TableRow(labels, cells, group=number, is_reference=is_reference))
     grouped_by = [a for a in others if any(row.card.get(a) is not None for row in rows)] or others
     footnotes = [
@@ -332,7 +353,9 @@ def _paper_comparison_table(
         for b in benchmarks:
             value = row.values.get(b.label)
             reference = paper.scores.get(b.paper_column) if paper and b.paper_column else None
-            cells[b.label] = Cell(value, reference, _difference(value, reference))
+            cells[b.label] = Cell(
+                value, reference, _difference(value, reference), row.full_scales.get(b.label)
+            )
         labels = {
             "Model": row.label,
             "Paper row": paper.variant if paper else "",

@@ -152,6 +152,8 @@ def run_score(args: argparse.Namespace) -> int:
                 f"task {task.name} has no judge: drop --{given[0].replace('_', '-')} "
                 "(the judge flags apply to mmvet and llava_wild)"
             )
+    outputs = [output, Path(args.submission) if args.submission else None]
+    _refuse_inputs_as_outputs(outputs, [predictions_path, args.data, args.test_questions])  # a usage error
     with run_phase():
         judge = None
         if judge_settings is not None:
@@ -170,8 +172,10 @@ def _score(args: argparse.Namespace, task: Any, predictions_path: Path, output: 
     from tinyllava_bench.tasks.submission import write_submission
 
     data = load_task_data(task, args.data, args.data_root, need_images=False, protocol=args.protocol)
-    inputs = [predictions_path, args.data, args.test_questions, data.provenance()["local_path"]]
-    _refuse_inputs_as_outputs([output, Path(args.submission) if args.submission else None], inputs)
+    # the data file --data-root led to is known only now
+    _refuse_inputs_as_outputs(
+        [output, Path(args.submission) if args.submission else None], [data.provenance()["local_path"]]
+    )
     question_ids = data.question_ids()
     matched = load_predictions(predictions_path, question_ids, task.name)
     result = score_predictions(

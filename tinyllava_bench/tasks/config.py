@@ -45,7 +45,7 @@ class ImageJoinConfig(_Strict):
 class LlavaEvalConfig(_Strict):
     """Where the task lives in LLaVA's playground/data/eval folder (paths relative to it), and how to join labels."""
 
-    reader: Literal["pope", "scienceqa", "gqa", "textvqa", "mmvet", "llava_wild", "questions_only"]
+    reader: Literal["pope", "scienceqa", "gqa", "textvqa", "mmvet", "llava_wild", "questions_only", "mme"]
     folder: str = Field(min_length=1)  # e.g. pope
     questions: str = Field(min_length=1)  # question file in `folder`, e.g. llava_pope_test.jsonl
     images: str = Field(min_length=1)  # images folder in `folder`, e.g. val2014

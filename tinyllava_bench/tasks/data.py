@@ -67,9 +67,10 @@ def resolve_data_source(
     if data_root is not None:
         root = Path(data_root).expanduser()
         llava_folder = llava_eval_folder(task, root) if root.is_dir() else None
-        # LLaVA's folder wins when its question file is there (its pope/ folder has the task's own name)
+        # LLaVA's folder wins when its question file is there (its pope/ folder has the task's own name; its
+        # MME/ folder is also mme/ on a case-insensitive disk, so compare folders, not names)
         if llava_folder is not None and not [
-            path for path in _own_layout_candidates(task.name, root) if path != llava_folder
+            path for path in _own_layout_candidates(task.name, root) if not path.samefile(llava_folder)
         ]:
             return DataSource("llava_eval", str(root), root)
         found = _find_in_data_root(task, root)
@@ -350,7 +351,7 @@ def _load_hub(path: str, name: str | None, split: str, revision: str) -> dataset
     except Exception as exc:  # network, auth, unknown config/split: all end the same way for the user
         raise UserError(
             f"could not load {path}{'/' + name if name else ''} split {split} (revision {revision}) from the hub: "
-            f"{type(exc).__name__}: {exc}. Check the id and your network, or pass --data with a local copy"
+            f"{type(exc).__name__}: {exc}. Check the id and your network, or give a local copy (`score --data FILE`, `eval --data-root DIR`)"
         ) from None
 
 

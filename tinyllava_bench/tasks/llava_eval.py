@@ -85,8 +85,13 @@ def _field(record: dict[str, Any], key: str, path: Path, number: int) -> Any:
     return record[key]
 
 
-def _loader_rows(path: Path, extra: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-    """Question-file lines as model_vqa_loader.py / model_vqa.py read them: `text` is the whole prompt."""
+def _loader_rows(
+    path: Path, extra: tuple[str, ...] = (), optional: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
+    """Question-file lines as model_vqa_loader.py / model_vqa.py read them: `text` is the whole prompt.
+
+    `extra` keys are required; `optional` keys are copied when a line has them (the original never reads them).
+    """
     rows = []
     for number, line in enumerate(_read_jsonl(path), 1):
         text = _field(line, "text", path, number)
@@ -98,6 +103,7 @@ def _loader_rows(path: Path, extra: tuple[str, ...] = ()) -> list[dict[str, Any]
         }
         for key in extra:
             row[key] = _field(line, key, path, number)
+        row.update((key, line[key]) for key in optional if key in line)
         rows.append(row)
     return rows
 
@@ -291,6 +297,114 @@ def _questions_only(
     )
 
 
+# MME's answers as LLaVA's playground/data/eval/MME/convert_answer_to_mme.py finds them (haotian-liu/LLaVA
+# commit 32cebc3809441cc40d8ac7b2855d148308741f2a; TinyLLaVA_Factory's scripts/eval/mme.sh runs the same file)
+_MME_SHORT_ANSWER = "Answer the question using a single word or phrase."
+_MME_YES_NO = "Please answer yes or no."
+
+
+def _mme_ground_truth(gt_dir: Path) -> tuple[dict[tuple[str, str, str], str], list[Path]]:
+    """convert_answer_to_mme.py's get_gt: {(category, txt file name, question): answer}, and the files read.
+
+    A category folder with an images/ subfolder keeps its answers in questions_answers_YN/, any other holds
+    them beside its images; every .txt there is one image's "question<TAB>answer" lines.
+    """
+    truth: dict[tuple[str, str, str], str] = {}
+    files: list[Path] = []
+    # sorted: os.listdir's order is arbitrary, and the fingerprint must not depend on it
+    for category_dir in sorted(path for path in gt_dir.iterdir() if path.is_dir()):
+        qa_dir = category_dir / "questions_answers_YN" if (category_dir / "images").exists() else category_dir
+        if not qa_dir.is_dir():  # get_gt asserts it
+            raise UserError(f"MME category {category_dir} has images/ but no questions_answers_YN/ folder")
+        for path in sorted(qa_dir.iterdir()):
+            if not path.name.endswith(".txt"):
+                continue
+            files.append(path)
+            try:
+                # text mode with universal newlines, as get_gt's `for line in open(...)` reads it
+                with path.open(encoding="utf-8") as handle:
+                    lines = list(handle)
+            except UnicodeDecodeError as exc:
+                raise not_utf8_error(path, exc) from None
+            for number, line in enumerate(lines, 1):
+                fields = line.strip().split("\t")  # get_gt: question, answer = line.strip().split('\t')
+                if len(fields) != 2:
+                    raise UserError(
+                        f"{path}, line {number}: not 'question<TAB>answer' (MME's answer file format;"
+                        " convert_answer_to_mme.py stops on it)"
+                    )
+                truth[(category_dir.name, path.name, fields[0])] = fields[1]
+    return truth, files
+
+
+def _mme_key(
+    question_id: str, prompt: str, truth: dict[tuple[str, str, str], str]
+) -> tuple[tuple[str, str, str], bool]:
+    """The ground-truth key convert_answer_to_mme.py looks up for one answer, and whether it took the 2-space form."""
+    category = question_id.split("/")[0]
+    # the image's answer file: the name up to its FIRST dot, then .txt ("a.b.png" -> "a.txt")
+    file = question_id.split("/")[-1].split(".")[0] + ".txt"
+    if _MME_SHORT_ANSWER in prompt:
+        prompt = prompt.replace(_MME_SHORT_ANSWER, "").strip()
+    two_spaces = False
+    if _MME_YES_NO not in prompt:
+        prompt = prompt + " " + _MME_YES_NO
+        if (category, file, prompt) not in truth:
+            # some MME questions have two spaces before "Please"; the fallback is tried without checking it exists
+            prompt = prompt.replace(" " + _MME_YES_NO, "  " + _MME_YES_NO)
+            two_spaces = True
+    return (category, file, prompt), two_spaces
+
+
+def _mme(task: TaskConfig, layout: LlavaEvalConfig, folder: Path, questions_file: Path) -> LlavaEvalRows:
+    rows = _loader_rows(questions_file, optional=("category",))
+    gt_dir = folder / (layout.annotations or "MME_Benchmark_release_version")
+    if not gt_dir.is_dir():
+        raise UserError(
+            f"MME folder {gt_dir} is missing (MME's MME_Benchmark_release_version, images and answers;"
+            " see LLaVA's docs/Evaluation.md)"
+        )
+    truth, label_files = _mme_ground_truth(gt_dir)
+    counts = {"question_rows": len(rows), "category_key_differs": 0, "two_space_questions": 0}
+    used: set[tuple[str, str, str]] = set()
+    for number, row in enumerate(rows, 1):
+        question_id = row["question_id"]
+        if not isinstance(question_id, str) or not isinstance(row["question"], str):
+            raise UserError(
+                f"{questions_file}, line {number}: question_id (MME's image path) and text must be strings"
+            )
+        key, two_spaces = _mme_key(question_id, row["question"], truth)
+        if key not in truth:
+            raise UserError(
+                f"{gt_dir}: no answer for {key[0]}/{key[1]} question {key[2]!r}, which {questions_file.name}"
+                f" line {number} asks (convert_answer_to_mme.py stops with a KeyError)"
+            )
+        used.add(key)
+        counts["two_space_questions"] += two_spaces
+        # the score file an answer goes to is named by the question_id's first part, not the line's category
+        counts["category_key_differs"] += row.pop("category", key[0]) != key[0]
+        row.update(category=key[0], answer=truth[key])
+    counts["labels_unused"] = len(truth) - len(used)
+    # calculation.py takes each category's lines two at a time as one image (acc+); our scorer groups rows by
+    # question_id, the same thing while each image's two questions are adjacent (as in LLaVA's file)
+    by_category: dict[str, list[str]] = {}
+    for row in rows:
+        by_category.setdefault(row["category"], []).append(row["question_id"])
+    counts["image_pairs_not_adjacent"] = sum(
+        1
+        for ids in by_category.values()
+        for start in range(0, len(ids), 2)
+        if len(ids[start : start + 2]) != 2 or ids[start] != ids[start + 1]
+    )
+    return LlavaEvalRows(
+        rows,
+        folder / layout.images,
+        [questions_file, *label_files],
+        f"llava_eval:{layout.folder}/{layout.questions}",
+        counts,
+    )
+
+
 _READERS: dict[str, Callable[[TaskConfig, LlavaEvalConfig, Path, Path], LlavaEvalRows]] = {
     "pope": _pope,
     "scienceqa": _scienceqa,
@@ -299,4 +413,5 @@ _READERS: dict[str, Callable[[TaskConfig, LlavaEvalConfig, Path, Path], LlavaEva
     "mmvet": _mmvet,
     "llava_wild": _llava_wild,
     "questions_only": _questions_only,
+    "mme": _mme,
 }

@@ -1,7 +1,7 @@
 """CLI verb `protocols`: every difference between the paper protocol and the lmms-eval protocol, per benchmark.
 
 Nothing here is typed twice: the prompt, question-set and generation rows are the task file's own settings under
-each protocol (every section a protocol block may change), the judge rows the scorer module's JUDGE_SETTINGS, the
+each protocol (every section a protocol block may change), the judge rows the task file's judge block per protocol, the
 scorer row the scorer module's summary; `--runs` adds the measured effect from two runs of one checkpoint.
 """
 
@@ -125,8 +125,9 @@ def _scorer_rows(task: Any) -> list[Difference]:
 def _judge_rows(task: Any) -> list[Difference]:
     if not task.judged:
         return []
-    settings = getattr(_scorer_module(task), "JUDGE_SETTINGS", {})
-    paper, lmms = settings.get(PAPER, {}), settings.get(LMMS, {})
+    # the task file's judge block per protocol: the same source eval and score ask the judge from
+    paper = task.judge_for(PAPER).model_dump(exclude={"protocols"})
+    lmms = task.judge_for(LMMS).model_dump(exclude={"protocols"})
     return [
         Difference(task.name, "judge", key, paper.get(key), lmms.get(key))
         for key in dict.fromkeys([*paper, *lmms])

@@ -41,6 +41,7 @@ from tinyllava_bench.train.data import (
     build_dataset,
 )
 from tinyllava_bench.train.freezing import apply_tuning, merge_lora, parameter_groups, trainable_counts
+from tinyllava_bench.train.loss_curve import write_loss_curve
 from tinyllava_bench.train.plan import TrainingPlan
 from tinyllava_bench.train.recipes import MODULES, StageRecipe
 from tinyllava_bench.train.resume import (
@@ -597,6 +598,7 @@ def run_stage(
         what = divergence.what or f"mean loss {loss}"
         record.update(status="diverged", diverged_at_step=step, diverged_on=what)
         if trainer.is_world_process_zero():
+            record["loss_curve"] = write_loss_curve(stage_dir, record)  # what it has, up to the divergence
             write_record(stage_dir, record)
         trainer.accelerator.wait_for_everyone()
         raise UserError(
@@ -604,6 +606,8 @@ def run_stage(
             f"nothing was saved past the last checkpoint. Lower the learning rate and train into a new --output "
             f"(see {stage_dir / TRAINING_RECORD})"
         )
+    if trainer.is_world_process_zero():
+        record["loss_curve"] = write_loss_curve(stage_dir, record)
     save_stage(
         trainer, model, stage_dir, record, _uses_zero3(ds_config), keep_checkpoints=options.keep_checkpoints
     )
