@@ -342,7 +342,8 @@ def update(folder: Path, readme: Path, seeds_path: Path) -> None:
 def _read_seeds(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(
-            f"{path} does not exist: summarise demo runs of three seeds first (--seeds DIR DIR DIR)"
+            f"{path} does not exist: summarise demo runs of three seeds into it first "
+            "(`python -m tinyllava_bench.demo.readme -h` says how)"
         )
     return json.loads(path.read_text())
 
