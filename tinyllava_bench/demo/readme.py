@@ -8,8 +8,8 @@ The block holds (1) what the demo printed (ablation table, the blind scale, regr
 run's `demo.json`, and (2) what held across the seeds measured (`benchmarks/results/demo_seeds.json`): which recipe
 wins where, what regress finds significant, how far each number moved with the seed. The seed-to-seed spread is the
 check's tolerance: another machine's floating point changes a trained model the way another seed does (a different
-trajectory from the first differing rounding on), but keeps the same data and questions, so it moves the numbers
-less than a new seed does. The check also holds a new run to the across-seed claims (a recipe that won in every
+trajectory from the first differing rounding on), but keeps the same data and questions, so it should move the
+numbers less than a new seed does. The check also holds a new run to the across-seed claims (a recipe that won in every
 seed must win in it, a change significant in every seed must be significant in it).
 """
 
@@ -214,9 +214,11 @@ def render_block(record: dict[str, Any], seeds: dict[str, Any]) -> str:
         + f"{runs[0]['seed']}'s. That spread is the tolerance of the check: `.ci/run` runs the demo and "
         "`python -m tinyllava_bench.demo.readme results/demo --check` fails when a number of this block differs "
         "from the new run's by more (a change between two numbers: twice that), when any word differs, or when "
-        "the new run contradicts a claim above that held in every seed. Another machine's floating point sends "
-        "training down another path from its first differing rounding on, as another seed does, but keeps the "
-        "data and questions: it moves the numbers less than a new seed.",
+        "the new run contradicts a claim above that held in every seed. Why a seed's spread: another machine's "
+        "floating point sends training down another path from its first differing rounding on, as another seed "
+        "does, but keeps the data and the questions, so it should move the numbers less than a new seed does (all "
+        "runs above are from one machine: that part is reasoning, not a measurement). On one machine and torch "
+        "build the demo repeats itself exactly: a second run of seed 0 printed the same numbers.",
         END,
     ]
     return "\n".join(lines)
