@@ -73,6 +73,7 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=None, help="demo --threads (default: the demo's own)")
     parser.add_argument("--burn-limit", type=float, default=3600.0, help="the burner stops itself after this")
+    parser.add_argument("--quick", action="store_true", help="the smoke-test demo (seconds, not minutes)")
     parser.add_argument(
         "--keep", type=Path, default=None, help="keep both output folders here (quiet/, busy/)"
     )
