@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "tiny LLM on the world's text, trains two tiny TinyLLaVA variants from it with the real trainer that "
             "differ only in their recipe (the paper's base vs share), evaluates both with the official scorers "
             "into two run folders, and writes the ablation table, a leaderboard CSV and plots. Needs no network "
-            "and no GPU; about 4 minutes on 2 CPU cores (--quick: well under a minute, a smoke test)."
+            "and no GPU; minutes on 2 CPU cores (benchmarks/README.md has measured times; --quick: a smoke test)."
         ),
     )
     parser.add_argument(
@@ -35,6 +35,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of the world, the models and training (default 0)"
     )
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no stage lines and no progress bars; only the table and the summary at the end "
+        "(bars are drawn only on a terminal in any case)",
+    )
+    from tinyllava_bench.threads import add_threads_argument
+
+    add_threads_argument(
+        parser,
+        help="torch threads of each demo process (two work side by side; default 1: the numbers are then the same "
+        "whatever the machine's core count, and a busy neighbour slows the demo about in proportion; "
+        "benchmarks/README.md)",
+    )
     parser.set_defaults(func=run_demo_command)
 
 
@@ -44,10 +58,9 @@ def run_demo_command(args: argparse.Namespace) -> int:
     from tinyllava_bench.demo.pipeline import QUICK, DemoSettings, run_demo
 
     settings = replace(QUICK if args.quick else DemoSettings(), seed=args.seed)
-    result = run_demo(args.output, settings)
+    if args.threads:
+        settings = replace(settings, threads=args.threads)
+    result = run_demo(args.output, settings, progress=not args.quiet)
     print()
-    print(result.table_markdown, end="")
-    print(f"- {result.blind_line()}")
-    print()
-    print(result.summary())
+    print(result.printed())
     return 0

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,9 +117,10 @@ def pretrain_language_model(
     batch: int,
     learning_rate: float,
     seed: int,
+    on_step: Callable[[], None] | None = None,
 ) -> LanguagePretraining:
     """Train `model` (a causal LM, in place) on random batches of `samples`: AdamW, 3% warmup then cosine decay,
-    gradients clipped to norm 1 (the recipes' schedule)."""
+    gradients clipped to norm 1 (the recipes' schedule). `on_step` is called after each step (a progress bar)."""
     from transformers import get_cosine_schedule_with_warmup
 
     started = time.time()
@@ -139,6 +140,8 @@ def pretrain_language_model(
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
+        if on_step is not None:
+            on_step()
     model.eval()
     tail = losses[-max(1, steps // 10) :]
     return LanguagePretraining(steps, losses[0], sum(tail) / len(tail), round(time.time() - started, 1))

@@ -31,6 +31,7 @@ def _key_values(text: str | None, flag: str) -> dict[str, Any]:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from tinyllava_bench.judge.settings import add_judge_arguments
+    from tinyllava_bench.threads import add_threads_argument
 
     p = subparsers.add_parser(
         "eval", help="evaluate a model on benchmark tasks (batched, resumable, data-parallel)"
@@ -70,6 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--task-options", default=None, help="task overrides, e.g. prompt.ocr_tokens=false")
     p.add_argument("--seed", type=int, default=0)
+    add_threads_argument(p)
     p.add_argument(
         "--no-prefix-sharing",
         dest="prefix_sharing",
@@ -111,6 +113,9 @@ def run_eval(args: argparse.Namespace) -> int:
         if task.judged:  # a judge flag out of range
             resolve_judge_settings(task, args.protocol, **judge_overrides(args))
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    from tinyllava_bench.threads import apply_threads
+
+    apply_threads(args.threads)  # before the model loads; results.json's provenance records it
     output = Path(args.output) if args.output else Path("results") / Path(args.model.rstrip("/")).name
     config = EvalConfig(
         model=args.model,

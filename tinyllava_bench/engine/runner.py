@@ -37,6 +37,7 @@ from tinyllava_bench.engine.store import (
 )
 from tinyllava_bench.errors import EXIT_INCOMPLETE, EXIT_OK, UserError
 from tinyllava_bench.judge.redaction import redact_url
+from tinyllava_bench.threads import threads_record
 
 # `--tasks all`: the paper's eight benchmarks (VQAv2 scored locally on val; test-dev is its own task)
 ALL_TASKS = ("vqav2", "gqa", "scienceqa_img", "textvqa", "mmvet", "pope", "llava_wild", "mme")
@@ -211,6 +212,7 @@ def _start_results(
             **({"read_from": _read_from_fingerprints(model)} if model.read_from else {}),
             "model_key": model_key,
             "seed": config.seed,
+            **threads_record(),
             "started_at": started_at,
         },
     }

@@ -84,6 +84,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--report-to", default="none", help="tensorboard, wandb, ... (default none)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bars and no progress log lines (warnings and errors still print); bars are shown only "
+        "on a terminal in any case",
+    )
+    from tinyllava_bench.threads import add_threads_argument
+
+    add_threads_argument(parser)
     parser.set_defaults(func=run_train, precision=None)
     parser.epilog = (
         "exit status (docs/exit_status.md): 0 every stage trained; 1 the run could not proceed (data, model, disk, "
@@ -119,9 +128,12 @@ def run_train(args: argparse.Namespace) -> int:
 
     if not args.variant and not args.config:
         raise UserError("say which model to train: --variant NAME or --config FILE (see docs/training.md)")
-    _configure_logging(quiet=False)
+    _configure_logging(quiet=args.quiet)
+    from tinyllava_bench.threads import apply_threads
     from tinyllava_bench.train.plan import RunOptions, build_plan
     from tinyllava_bench.train.trainer import run_training
+
+    apply_threads(args.threads)  # before any torch work; training.json records it
 
     options = RunOptions(
         output=args.output,
@@ -144,10 +156,15 @@ def run_train(args: argparse.Namespace) -> int:
         dataloader_workers=args.dataloader_workers,
         **({"preprocess_workers": args.preprocess_workers} if args.preprocess_workers else {}),
         report_to=args.report_to,
-        progress=not args.no_progress,
+        # bars only on a terminal: in a log file their redraws are noise (the log lines carry the progress)
+        progress=not (args.no_progress or args.quiet) and sys.stderr.isatty(),
         keep_eos_text=args.keep_eos_text,
     )
     plan = build_plan(args.variant, args.config, options)
+    from transformers.utils import logging as transformers_logging
+
+    if not options.progress:  # transformers' own bars too ("Writing model shards" at every save)
+        transformers_logging.disable_progress_bar()
     try:
         with run_phase():  # the plan is valid: what fails from here on means the run could not proceed
             if args.dry_run:
@@ -160,6 +177,8 @@ def run_train(args: argparse.Namespace) -> int:
         # the generic message says "rerun the same command", which a started stage refuses without --resume
         print(f"interrupted: continue with {resume_command()}", file=sys.stderr)
         return 130
+    finally:
+        transformers_logging.enable_progress_bar()  # a process's later work (tests, notebooks) keeps its bars
     if int(os.environ.get("RANK", "0")) == 0:
         for folder in folders:
             print(folder)

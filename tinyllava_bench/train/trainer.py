@@ -33,6 +33,7 @@ from tinyllava_bench.errors import UserError
 from tinyllava_bench.models.save import save_native
 from tinyllava_bench.models.templates import get_template
 from tinyllava_bench.models.tinyllava import TinyLlava
+from tinyllava_bench.threads import threads_record
 from tinyllava_bench.train.data import (
     SKIP_IMAGE_FAILED_IN_TRAINING,
     ConversationCollator,
@@ -675,6 +676,7 @@ def _record(
         "gradient_checkpointing": plan.options.gradient_checkpointing,
         "deepspeed": ds_config,
         "device": str(trainer.args.device),
+        **threads_record(),
         "final_loss": losses[-1]["loss"] if losses else None,
         "train_loss": train_loss,
         "train_runtime_s": metrics.get("train_runtime"),
