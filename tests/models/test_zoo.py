@@ -12,11 +12,13 @@ import pytest
 from tinyllava_bench.cli import main
 from tinyllava_bench.errors import UserError
 from tinyllava_bench.models.zoo import BENCHMARKS, _read_card, card_for_checkpoint, find_card, list_cards
-from tinyllava_bench.paths import PAPER_SCORES_CSV
+from tinyllava_bench.paths import PAPER_SCORES_CSV, REPO_ROOT
 
-# the project's shared reference copy; the package ships its own copy, which must not drift from it
+# the project's shared reference copy (shared/ sits beside the checkout, in CI too); the package ships its own copy,
+# which must not drift from it
 SHARED_PAPER_SCORES = (
-    Path(os.environ.get("TINYLLAVA_BENCH_SHARED_REFERENCE", "/work/shared/reference")) / "paper_scores.csv"
+    Path(os.environ.get("TINYLLAVA_BENCH_SHARED_REFERENCE", REPO_ROOT.parent / "shared" / "reference"))
+    / "paper_scores.csv"
 )
 
 RELEASED = {
