@@ -138,3 +138,29 @@ def run_options(output: Path, data_root: Path, **changes):
     )
     values.update(changes)
     return RunOptions(**values)
+
+
+def checkpointed_pretrain_plan(
+    setup: dict,
+    output: Path,
+    resume: bool = False,
+    config_name: str = "c.yaml",
+    data: Path | None = None,
+    **settings,
+):
+    """A 6-step pretrain stage that saves every 2 steps (3 kept): what the resume and loss-curve tests interrupt."""
+    from tinyllava_bench.train.plan import build_plan
+
+    settings.setdefault("recipe", "base")
+    config = write_config(setup["root"] / config_name, setup["parts"], **settings)
+    options = run_options(
+        output,
+        data or setup["data"],
+        max_steps=6,
+        save_steps=2,
+        save_total_limit=3,
+        per_device_batch_size=2,
+        stages=["pretrain"],
+        resume=resume,
+    )
+    return build_plan(None, config, options)

@@ -12,10 +12,9 @@ from transformers import TrainerCallback
 
 from tinyllava_bench.errors import UserError
 from tinyllava_bench.train.loss_curve import LOSS_CURVE, POINTS_KEY, draw_loss_curve
-from tinyllava_bench.train.plan import build_plan
 from tinyllava_bench.train.trainer import TRAINING_RECORD, run_training
 
-from .conftest import run_options, write_colour_data, write_config
+from .conftest import checkpointed_pretrain_plan, write_colour_data
 
 
 @pytest.fixture(scope="module")
@@ -25,18 +24,7 @@ def setup(tmp_path_factory, model_parts):
 
 
 def _plan(setup, output, resume=False, **settings):
-    config = write_config(setup["root"] / "c.yaml", setup["parts"], recipe="base", **settings)
-    options = run_options(
-        output,
-        setup["data"],
-        max_steps=6,
-        save_steps=2,
-        save_total_limit=3,
-        per_device_batch_size=2,
-        stages=["pretrain"],
-        resume=resume,
-    )
-    return build_plan(None, config, options)
+    return checkpointed_pretrain_plan(setup, output, resume, **settings)
 
 
 def _record(folder) -> dict:

@@ -12,11 +12,10 @@ from transformers import TrainerCallback
 import tinyllava_bench
 from tinyllava_bench.errors import UserError
 from tinyllava_bench.train.data import SKIP_IMAGE_FAILED_IN_TRAINING
-from tinyllava_bench.train.plan import build_plan
 from tinyllava_bench.train.resume import usable_checkpoint
 from tinyllava_bench.train.trainer import CHECKPOINTS, TRAINABLE_WEIGHTS, TRAINING_RECORD, run_training
 
-from .conftest import run_options, write_colour_data, write_config
+from .conftest import checkpointed_pretrain_plan, write_colour_data
 
 
 class _Crash(TrainerCallback):
@@ -41,20 +40,8 @@ def setup(tmp_path_factory, model_parts):
     return {"root": root, "parts": parts, "data": data}
 
 
-def _plan(setup, output, resume=False, config_name="c.yaml", data=None, **settings):
-    settings.setdefault("recipe", "base")
-    config = write_config(setup["root"] / config_name, setup["parts"], **settings)
-    options = run_options(
-        output,
-        data or setup["data"],
-        max_steps=6,
-        save_steps=2,
-        save_total_limit=3,
-        per_device_batch_size=2,
-        stages=["pretrain"],
-        resume=resume,
-    )
-    return build_plan(None, config, options)
+def _plan(setup, output, resume=False, **settings):
+    return checkpointed_pretrain_plan(setup, output, resume, **settings)
 
 
 def test_resume_refuses_changed_settings_and_records_the_whole_stage(setup, tmp_path):
