@@ -1,0 +1,32 @@
+"""The README's prefix-sharing figures are the committed benchmark results' (benchmarks/prefix_sharing.py writes
+them): a rerun that changes the JSON without the README, or a hand edit of the README, fails here."""
+
+from __future__ import annotations
+
+import json
+
+from tinyllava_bench.paths import REPO_ROOT
+
+RESULTS = REPO_ROOT / "benchmarks" / "results"
+
+
+def _wall_ratio(path: str, shape: str, slower: str) -> float:
+    results = json.loads((RESULTS / path).read_text())["results"]
+    wall = {(r["model"], r["shape"], r["runner"]): r["wall_s"] for r in results}
+    return wall[("mid", shape, slower)] / wall[("mid", shape, "shared")]
+
+
+def test_readme_prefix_sharing_figures_are_the_benchmarks():
+    readme = " ".join((REPO_ROOT / "README.md").read_text(encoding="utf-8").split())
+    sharing = {
+        shape: _wall_ratio("prefix_sharing.json", shape, "unshared")
+        for shape in ("gqa30", "pope18", "single")
+    }
+    lmms = {
+        shape: _wall_ratio("prefix_sharing_llava_hf.json", shape, "llava_hf") for shape in ("gqa30", "pope18")
+    }
+    assert (
+        f"**{sharing['gqa30']:.2f}×** faster than `--no-prefix-sharing` at 30 questions per image" in readme
+    )
+    assert f"{sharing['pope18']:.1f}× at 18 (POPE-shaped), {sharing['single']:.2f}× at one" in readme
+    assert f"**{lmms['gqa30']:.2f}×** (30 per image) and {lmms['pope18']:.2f}× (18 per image)" in readme
