@@ -651,7 +651,7 @@ def test_score_finds_an_unwritable_judge_cache_before_any_request(tmp_path, caps
         code, result = run_score(tmp_path, "mmvet", server, "--judge-cache", str(blocker / "cache"))
         assert server.request_count == 0
     err = capsys.readouterr().err
-    assert code == 2 and result is None
+    assert code == 1 and result is None  # the run cannot proceed (docs/exit_status.md)
     assert "judge cache" in err and "--judge-cache" in err and len(err.strip().splitlines()) == 1
 
 
