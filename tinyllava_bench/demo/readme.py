@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tinyllava_bench.doc_blocks import block_span
 from tinyllava_bench.errors import UserError
 
 BEGIN = "<!-- demo-block:begin: written by `python -m tinyllava_bench.demo.readme`; CI checks it -->"
@@ -318,10 +319,9 @@ def contradicted_claims(record: dict[str, Any], seeds: dict[str, Any]) -> list[s
 
 
 def readme_block(readme_text: str, readme: Path) -> tuple[int, int]:
-    start, end = readme_text.find(BEGIN), readme_text.find(END)
-    if start < 0 or end < start:
-        raise UserError(f"{readme} has no demo block (the lines {BEGIN!r} ... {END!r})")
-    return start, end + len(END)
+    """The demo block's span in the README, its marker lines included (render_block writes them too)."""
+    start, stop = block_span(readme_text, BEGIN, END, str(readme))
+    return start - len(BEGIN), stop + len(END)
 
 
 def check(folder: Path, readme: Path, seeds_path: Path) -> list[str]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tinyllava_bench.doc_blocks import block_span, replace_block
 from tinyllava_bench.errors import UserError
 
 PAPER, LMMS = "official", "lmms-eval"
@@ -212,9 +213,8 @@ def all_differences(names: Sequence[str] | None = None) -> list[Difference]:
 
 def doc_block(text: str) -> str:
     """The generated table inside a document (between the markers), as `--write` puts it."""
-    if DOC_BEGIN not in text or DOC_END not in text:
-        raise UserError(f"the document has no generated table; add the lines\n{DOC_BEGIN}\n{DOC_END}")
-    return text.split(DOC_BEGIN, 1)[1].split(DOC_END, 1)[0].strip("\n") + "\n"
+    start, stop = block_span(text, DOC_BEGIN, DOC_END, "the document")
+    return text[start:stop].strip("\n") + "\n"
 
 
 def run_protocols(args: argparse.Namespace) -> int:
@@ -226,8 +226,9 @@ def run_protocols(args: argparse.Namespace) -> int:
     if args.write:
         doc = Path(args.write)
         text = doc.read_text(encoding="utf-8") if doc.exists() else ""
-        before, after = text.split(DOC_BEGIN, 1)[0], text.split(DOC_END, 1)[1] if DOC_END in text else "\n"
-        doc.write_text(f"{before}{DOC_BEGIN}\n{output}{DOC_END}{after}", encoding="utf-8")
+        if DOC_BEGIN not in text:  # a doc without the table yet gets it at its end
+            text += f"{DOC_BEGIN}\n{DOC_END}\n"
+        doc.write_text(replace_block(text, DOC_BEGIN, DOC_END, output, str(doc)), encoding="utf-8")
         return 0
     sys.stdout.write(output)
     return 0

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tinyllava_bench import doc_blocks
 from tinyllava_bench.errors import UserError
 
 BEGIN = "<!-- reproduction-guide:begin (generated: python -m tinyllava_bench.train.guide --write) -->"
@@ -348,10 +349,7 @@ def render_guide(guides: Sequence[VariantGuide] | None = None) -> str:
 
 def replace_block(doc_text: str, block: str) -> str:
     """`doc_text` with the text between the markers replaced by `block`."""
-    start, end = doc_text.find(BEGIN), doc_text.find(END)
-    if start < 0 or end < start:
-        raise UserError(f"the doc has no '{BEGIN}' ... '{END}' markers; add them where the guide goes")
-    return doc_text[: start + len(BEGIN)] + "\n" + block + doc_text[end:]
+    return doc_blocks.replace_block(doc_text, BEGIN, END, block, "the doc")
 
 
 def count_records(data_root: Path) -> list[tuple[str, int | None]]:
