@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from transformers import TrainerCallback
 
 # Colour words whose first token carries the leading space in the tiny tokenizer and differs per colour (" red"
 # splits into a bare space token, which the answer-span labels leave out).
@@ -164,3 +165,14 @@ def checkpointed_pretrain_plan(
         resume=resume,
     )
     return build_plan(None, config, options)
+
+
+class CrashAt(TrainerCallback):
+    """A trainer callback that stops the run with an error at `step` (after the checkpoint before it was written)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise RuntimeError("simulated crash")

@@ -8,13 +8,12 @@ import math
 
 import pytest
 from PIL import Image
-from transformers import TrainerCallback
 
 from tinyllava_bench.errors import UserError
 from tinyllava_bench.train.loss_curve import LOSS_CURVE, POINTS_KEY, draw_loss_curve
 from tinyllava_bench.train.trainer import TRAINING_RECORD, run_training
 
-from .conftest import checkpointed_pretrain_plan, write_colour_data
+from .conftest import CrashAt, checkpointed_pretrain_plan, write_colour_data
 
 
 @pytest.fixture(scope="module")
@@ -56,15 +55,9 @@ def test_a_trained_stage_leaves_its_loss_curve_of_the_logged_points(setup, tmp_p
     assert all(loss > 0 for _, loss in points)
 
 
-class _Crash(TrainerCallback):
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == 5:  # after the checkpoint of step 4
-            raise RuntimeError("simulated crash")
-
-
 def test_a_resumed_stage_draws_the_steps_of_both_sessions(setup, tmp_path):
     with pytest.raises(RuntimeError, match="simulated crash"):
-        run_training(_plan(setup, tmp_path / "out"), callbacks=[_Crash()])
+        run_training(_plan(setup, tmp_path / "out"), callbacks=[CrashAt(5)])
     assert not (tmp_path / "out" / "pretrain" / LOSS_CURVE).exists()  # a crash leaves no picture
     (folder,) = run_training(_plan(setup, tmp_path / "out", resume=True))
     record = _record(folder)

@@ -15,16 +15,7 @@ from tinyllava_bench.train.data import SKIP_IMAGE_FAILED_IN_TRAINING
 from tinyllava_bench.train.resume import usable_checkpoint
 from tinyllava_bench.train.trainer import CHECKPOINTS, TRAINABLE_WEIGHTS, TRAINING_RECORD, run_training
 
-from .conftest import checkpointed_pretrain_plan, write_colour_data
-
-
-class _Crash(TrainerCallback):
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            raise RuntimeError("simulated crash")
+from .conftest import CrashAt, checkpointed_pretrain_plan, write_colour_data
 
 
 def _record(folder) -> dict:
@@ -48,7 +39,7 @@ def test_resume_refuses_changed_settings_and_records_the_whole_stage(setup, tmp_
     (straight,) = run_training(_plan(setup, tmp_path / "straight"))
     crashed = tmp_path / "crashed"
     with pytest.raises(RuntimeError, match="simulated crash"):
-        run_training(_plan(setup, crashed), callbacks=[_Crash(5)])
+        run_training(_plan(setup, crashed), callbacks=[CrashAt(5)])
     stage_dir = crashed / "pretrain"
     assert _record(stage_dir)["status"] == "running"
     changed_data = write_colour_data(tmp_path / "other-data", {"pretrain": 10})

@@ -7,7 +7,6 @@ import re
 
 import pytest
 import torch
-from transformers import TrainerCallback
 
 import tinyllava_bench
 from tinyllava_bench.cli import main
@@ -22,7 +21,7 @@ from tinyllava_bench.train.trainer import (
     run_training,
 )
 
-from .conftest import run_options, write_colour_data, write_config
+from .conftest import CrashAt, run_options, write_colour_data, write_config
 
 SHARE_STAGES = ("pretrain", "share-pretrain", "finetune")
 
@@ -144,17 +143,6 @@ def test_later_stage_needs_its_predecessor(share_run, tmp_path):
         run_training(plan)
 
 
-class _Crash(TrainerCallback):
-    """Stops the run with an error at a given step, after the checkpoint before it was written."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            raise RuntimeError("simulated crash")
-
-
 def test_resume_equals_uninterrupted(share_run, tmp_path):
     config = write_config(tmp_path / "c.yaml", share_run["parts"], recipe="base")
 
@@ -168,7 +156,7 @@ def test_resume_equals_uninterrupted(share_run, tmp_path):
 
     (straight,) = run_training(plan(tmp_path / "straight"))
     with pytest.raises(RuntimeError, match="simulated crash"):
-        run_training(plan(tmp_path / "crashed"), callbacks=[_Crash(3)])
+        run_training(plan(tmp_path / "crashed"), callbacks=[CrashAt(3)])
     stage_dir = tmp_path / "crashed" / "finetune"
     assert not is_complete(stage_dir)
     checkpoint = stage_dir / CHECKPOINTS / "checkpoint-2"

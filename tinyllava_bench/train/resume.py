@@ -12,7 +12,6 @@ import functools
 import hashlib
 import json
 import logging
-import math
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -155,14 +154,3 @@ def whole_stage_loss(
             before += entry["loss"] * (step - previous)
             previous = step
     return (before + session_loss * (global_step - resumed_at)) / max(global_step, 1)
-
-
-def finite_json(value: Any) -> Any:
-    """`value` with NaN and infinities replaced by None: JSON has no such numbers."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: finite_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite_json(v) for v in value]
-    return value

@@ -28,7 +28,7 @@ from transformers.modeling_outputs import CausalLMOutput
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from tinyllava_bench import __version__
-from tinyllava_bench.engine.store import write_atomic
+from tinyllava_bench.engine.store import write_json_atomic
 from tinyllava_bench.errors import UserError
 from tinyllava_bench.models.save import save_native
 from tinyllava_bench.models.templates import get_template
@@ -47,7 +47,6 @@ from tinyllava_bench.train.recipes import MODULES, StageRecipe
 from tinyllava_bench.train.resume import (
     check_same_run,
     checkpoint_step,
-    finite_json,
     stage_fingerprint,
     usable_checkpoint,
     whole_stage_loss,
@@ -343,9 +342,7 @@ def fingerprint_of(plan: TrainingPlan, stage: StageRecipe, source: str | None) -
 
 def write_record(stage_dir: Path, record: dict[str, Any]) -> None:
     """training.json, atomically, without NaN or infinities (JSON has neither)."""
-    write_atomic(
-        Path(stage_dir) / TRAINING_RECORD, json.dumps(finite_json(record), indent=2, default=str) + "\n"
-    )
+    write_json_atomic(Path(stage_dir) / TRAINING_RECORD, record)
 
 
 def last_checkpoint(stage_dir: Path) -> str | None:
