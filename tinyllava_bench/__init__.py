@@ -1,24 +1,45 @@
-"""TinyLLaVA Bench: evaluate, train and report on TinyLLaVA-family vision-language models."""
+"""TinyLLaVA Bench: evaluate, train and report on TinyLLaVA-family vision-language models.
+
+The public API (docs/api.md) is what `__all__` lists: `load_model`, `evaluate`, `score`, `train`, `report`,
+`regress` and their result types. Every other module is internal, with no compatibility promise. Importing the
+package is light (no torch): each function imports what it needs when called.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from tinyllava_bench.api import (
+    EvalResult,
+    PathLike,
+    RegressResult,
+    ReportResult,
+    Results,
+    ScoreFile,
+    ScoreResult,
+    TrainResult,
+    evaluate,
+    load_model,
+    regress,
+    report,
+    score,
+    train,
+)
 
 __version__ = "0.1.0"
 
-if TYPE_CHECKING:  # pragma: no cover
-    from tinyllava_bench.models.tinyllava import TinyLlava
-
-
-def load_model(name_or_path: str, device: str = "cpu", dtype: Any = None, **overrides: Any) -> TinyLlava:
-    """Load any TinyLLaVA checkpoint (legacy, Factory, HF llava, or this project's own layout).
-
-    `name_or_path` is a model-zoo name, a hub id or a local folder. `overrides` replace what the checkpoint's own
-    code would have used (`template`, `image_aspect`, `vision_select`, `vision_layer`, `trust_remote_code`, ...).
-    """
-    from tinyllava_bench.models.loading import load_model as _load
-
-    return _load(name_or_path, device=device, dtype=dtype, **overrides)
-
-
-__all__ = ["__version__", "load_model"]
+__all__ = [
+    "EvalResult",
+    "PathLike",
+    "RegressResult",
+    "ReportResult",
+    "Results",
+    "ScoreFile",
+    "ScoreResult",
+    "TrainResult",
+    "__version__",
+    "evaluate",
+    "load_model",
+    "regress",
+    "report",
+    "score",
+    "train",
+]

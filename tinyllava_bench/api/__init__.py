@@ -1,0 +1,45 @@
+"""The public API: load a model, evaluate, score, train, report, regress (docs/api.md).
+
+Every CLI verb of the same name is a thin layer over one function here: it parses its flags, calls the function
+with keyword arguments named like those flags, prints the result and exits with its `exit_status`. The functions
+print nothing of their own (progress bars and a training dry run's plan aside) and raise
+`tinyllava_bench.errors.UserError` for what the caller got wrong (`RunError`, a subclass, when the run started but
+could not proceed); `exit_code` on the error is the CLI's exit status. Everything outside this module and the
+package's `__all__` is internal, with no compatibility promise.
+
+Imports of torch and the rest of the stack happen inside the functions: `import tinyllava_bench` stays light.
+"""
+
+from __future__ import annotations
+
+from tinyllava_bench.api.evaluation import evaluate, load_model
+from tinyllava_bench.api.reporting import regress, report
+from tinyllava_bench.api.results import (
+    EvalResult,
+    PathLike,
+    RegressResult,
+    ReportResult,
+    Results,
+    ScoreFile,
+    ScoreResult,
+    TrainResult,
+)
+from tinyllava_bench.api.scoring import score
+from tinyllava_bench.api.training import train
+
+__all__ = [
+    "EvalResult",
+    "PathLike",
+    "RegressResult",
+    "ReportResult",
+    "Results",
+    "ScoreFile",
+    "ScoreResult",
+    "TrainResult",
+    "evaluate",
+    "load_model",
+    "regress",
+    "report",
+    "score",
+    "train",
+]
