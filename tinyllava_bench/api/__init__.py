@@ -26,6 +26,7 @@ from tinyllava_bench.api.results import (
 )
 from tinyllava_bench.api.scoring import score
 from tinyllava_bench.api.training import train
+from tinyllava_bench.errors import RunError, UserError
 
 __all__ = [
     "EvalResult",
@@ -33,9 +34,11 @@ __all__ = [
     "RegressResult",
     "ReportResult",
     "Results",
+    "RunError",
     "ScoreFile",
     "ScoreResult",
     "TrainResult",
+    "UserError",
     "evaluate",
     "load_model",
     "regress",
