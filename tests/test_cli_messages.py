@@ -70,7 +70,8 @@ def _find(module: str, name: str) -> Unit | None:
     """`name` in `module`, or in a submodule a package re-exports it from (the packages load names lazily)."""
     if (module, name) in _units():
         return (module, name)
-    if module in _modules() and ":" in _imported(module).get(name, ""):  # `from sub import name` re-exports it
+    # a package that re-exports it (`from .sub import name`): follow the import
+    if module in _modules() and ":" in _imported(module).get(name, ""):
         return _find(*_imported(module)[name].split(":"))
     found = [unit for unit in _units() if unit[1] == name and unit[0].startswith(f"{module}.")]
     return found[0] if len(found) == 1 else None
