@@ -78,7 +78,7 @@ def test_the_functions_stay_when_their_namesake_subpackages_load():
         assert getattr(tinyllava_bench, name) is getattr(api, name)
     from tinyllava_bench.train import plan  # the subpackages stay importable by name
 
-    assert plan.RunOptions
+    assert plan.RunOptions.__name__ == "RunOptions"
 
 
 def test_importing_the_package_loads_no_torch():
@@ -192,3 +192,31 @@ def test_user_errors_are_raised_before_anything_loads(tmp_path):
     with pytest.raises(tinyllava_bench.UserError, match="give at least one run folder"):
         tinyllava_bench.report()
     assert not (tmp_path / "run").exists()
+
+
+def test_score_of_a_judged_task_asks_the_judge(tmp_path, monkeypatch, data_root):  # noqa: F811
+    """MM-Vet through the real openai client against the local judge server: every row judged, the mean of the
+    judge's scores (0.5 each) is the total, and the judge's settings are the task file's."""
+    from tests.judge_server import JudgeServer
+    from tinyllava_bench.tasks import load_task
+    from tinyllava_bench.tasks.data import load_task_data
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-public-api")
+    rows = load_task_data(load_task("mmvet"), None, data_root, need_images=False, protocol="official")
+    predictions = tmp_path / "predictions.jsonl"
+    predictions.write_text(
+        "".join(json.dumps({"question_id": qid, "prediction": "a cat"}) + "\n" for qid in rows.question_ids())
+    )
+    with JudgeServer(reply="0.5") as server:
+        scored = tinyllava_bench.score(
+            "mmvet", predictions=predictions, data_root=data_root, judge_base_url=server.base_url
+        )
+        n_requests = server.request_count
+    assert scored.exit_status == EXIT_OK and scored.message is None
+    assert scored.output == tmp_path / "predictions.mmvet.score.json"
+    assert scored.result["n"] == len(rows) and scored.result["n_judge_failures"] == 0
+    assert scored.result["metrics"]["total"] == pytest.approx(50.0)
+    assert scored.result["judge"]["model"] == load_task("mmvet").judge.model
+    assert n_requests == len(rows)
+    assert scored.submission == tmp_path / "predictions.mmvet.score.submission.json"
+    assert (tmp_path / "judge_cache").is_dir()
