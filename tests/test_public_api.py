@@ -220,3 +220,36 @@ def test_score_of_a_judged_task_asks_the_judge(tmp_path, monkeypatch, data_root)
     assert n_requests == len(rows)
     assert scored.submission == tmp_path / "predictions.mmvet.score.submission.json"
     assert (tmp_path / "judge_cache").is_dir()
+
+
+@pytest.mark.parametrize(
+    ("module", "handler", "function"),
+    [
+        ("tinyllava_bench.engine.commands", "run_eval", "evaluate"),
+        ("tinyllava_bench.tasks.commands", "run_score", "score"),
+        ("tinyllava_bench.train.commands", "run_train", "train"),
+        ("tinyllava_bench.report.commands", "run_report", "report"),
+        ("tinyllava_bench.report.commands", "run_regress", "regress"),
+    ],
+)
+def test_each_verb_is_a_thin_layer_over_one_api_call(module, handler, function):
+    """The verb's handler imports nothing of the package but its API function, and calls it once."""
+    import ast
+    import importlib
+    import inspect
+
+    source = inspect.getsource(getattr(importlib.import_module(module), handler))
+    tree = ast.parse(source)
+    imported = [
+        (node.module, alias.name)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tinyllava_bench")
+        for alias in node.names
+    ]
+    assert imported == [("tinyllava_bench.api", function)]
+    calls = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == function
+    ]
+    assert len(calls) == 1

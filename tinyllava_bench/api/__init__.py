@@ -2,10 +2,10 @@
 
 Every CLI verb of the same name is a thin layer over one function here: it parses its flags, calls the function
 with keyword arguments named like those flags, prints the result and exits with its `exit_status`. The functions
-print nothing of their own (progress bars and a training dry run's plan aside) and raise
-`tinyllava_bench.errors.UserError` for what the caller got wrong (`RunError`, a subclass, when the run started but
-could not proceed); `exit_code` on the error is the CLI's exit status. Everything outside this module and the
-package's `__all__` is internal, with no compatibility promise.
+leave the printing to their caller (progress bars, the engine's notes on stderr and a training dry run's plan
+aside) and raise `tinyllava_bench.errors.UserError` for what the caller got wrong (`RunError`, a subclass, when the
+run started but could not proceed); `exit_code` on the error is the CLI's exit status. Everything outside this
+module and the package's `__all__` is internal, with no compatibility promise.
 
 Imports of torch and the rest of the stack happen inside the functions: `import tinyllava_bench` stays light.
 """
