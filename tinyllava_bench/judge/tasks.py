@@ -58,10 +58,13 @@ class JudgeOutcome:
 
 
 def default_judge_model(task: str, protocol: str = "official") -> str:
-    """The judge model tasks/<task>.yaml names for `protocol` ("mmvet" or "llava_wild")."""
+    """The judge model tasks/<task>.yaml names for `protocol` (a judged task: its YAML has a `judge:` block)."""
+    from tinyllava_bench.tasks.registry import list_tasks, load_task
+
     _check_protocol(protocol)
-    if task not in ("mmvet", "llava_wild"):
-        raise UserError(f"no judge for task {task!r}: use 'mmvet' or 'llava_wild'.")
+    if not load_task(task).judged:
+        judged = ", ".join(t.name for t in list_tasks() if t.judged)
+        raise UserError(f"no judge for task {task!r}: use one of {judged}.")
     return resolve_judge_settings(task, protocol).model
 
 
