@@ -35,6 +35,7 @@ def run_tasks(args: argparse.Namespace) -> int:
         listing = [
             {
                 "name": task.name,
+                "aliases": list(task.aliases),
                 "description": task.description,
                 "dataset": task.dataset.path,
                 "config": task.dataset.name,
