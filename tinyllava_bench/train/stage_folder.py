@@ -20,7 +20,7 @@ from transformers import Trainer
 
 from tinyllava_bench import __version__
 from tinyllava_bench.engine.store import write_json_atomic
-from tinyllava_bench.models.save import save_native
+from tinyllava_bench.models.layouts.native import save_native
 from tinyllava_bench.models.tinyllava import TinyLlava
 from tinyllava_bench.threads import threads_record
 from tinyllava_bench.train.dataset import ConversationDataset
