@@ -167,7 +167,8 @@ def run_score(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace, task: Any, predictions_path: Path, output: Path, judge: Any) -> int:
-    from tinyllava_bench.tasks.data import load_task_data, read_question_ids
+    from tinyllava_bench.tasks.data import load_task_data
+    from tinyllava_bench.tasks.data_readers import read_question_ids
     from tinyllava_bench.tasks.predictions import load_predictions
     from tinyllava_bench.tasks.scoring import score_predictions, write_score_output
     from tinyllava_bench.tasks.submission import write_submission
