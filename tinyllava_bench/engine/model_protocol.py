@@ -14,7 +14,7 @@ alone (and an `auto` batch size halves on out-of-memory). `prepare` reports a ba
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -82,7 +82,7 @@ class _SharedBatch:
     """One batch's prefix sharing: each request's image key (None: its image is asked about once in the batch)
     and the prefixes prefilled so far, kept across the batch's chunks."""
 
-    share_key: dict[int, Hashable | None]
+    share_key: Mapping[int, Hashable | None]
     prefixes: Any = field(default=None)
 
 
