@@ -38,7 +38,7 @@ def score(
     predictions) and, for a task with a submission format, the official grader's file. `exit_status` is 3 when
     more than `max_error_rate` of the rows went without a prediction, a score or a judge score.
     """
-    from tinyllava_bench.tasks.registry import load_task
+    from tinyllava_bench.tasks.registry import load_task, submission_tasks
     from tinyllava_bench.tasks.rescore import refuse_inputs_as_outputs, rescore
 
     spec = load_task(task)
@@ -50,7 +50,7 @@ def score(
     )
     if submission and spec.submission is None:
         raise UserError(
-            f"task {spec.name} has no submission format (tasks with one: vqav2_testdev, gqa, mmvet)"
+            f"task {spec.name} has no submission format (tasks with one: {', '.join(submission_tasks())})"
         )
     check_max_error_rate(max_error_rate)
     judge_flags = {

@@ -33,6 +33,7 @@ def run_tasks(args: argparse.Namespace) -> int:
         listing = [
             {
                 "name": task.name,
+                "aliases": list(task.aliases),
                 "description": task.description,
                 "dataset": task.dataset.path,
                 "config": task.dataset.name,
@@ -145,7 +146,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     score.add_argument(
-        "task", metavar="TASK", help="task name (see `tinyllava-bench tasks`) or a task YAML file"
+        "task", metavar="TASK", help="task name or alias (see `tinyllava-bench tasks`) or a task YAML file"
     )
     score.add_argument(
         "--data", metavar="DATA", help="local copy of the task's data (.parquet/.jsonl/.json/folder)"

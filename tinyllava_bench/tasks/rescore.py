@@ -50,7 +50,8 @@ def rescore(
     test_questions: str | Path | None,
 ) -> Rescored:
     """Score `predictions` against `task`'s data and write `output` (and the submission, for a task with one)."""
-    from tinyllava_bench.tasks.data import load_task_data, read_question_ids
+    from tinyllava_bench.tasks.data import load_task_data
+    from tinyllava_bench.tasks.data_readers import read_question_ids
     from tinyllava_bench.tasks.predictions import load_predictions
     from tinyllava_bench.tasks.scoring import score_predictions, write_score_output
     from tinyllava_bench.tasks.submission import write_submission
