@@ -384,7 +384,7 @@ def build_checkpoints(which: str, root: Path, args: argparse.Namespace) -> tuple
     import torch
 
     from tinyllava_bench.models.loading import resolve_dtype
-    from tinyllava_bench.models.tiny import build_tiny_model, write_tiny_checkpoints
+    from tinyllava_bench.testing.models import build_random_model, build_tiny_model, write_tiny_checkpoints
 
     if which == "tiny":
         model = build_tiny_model("phi", "siglip")
@@ -398,7 +398,7 @@ def build_checkpoints(which: str, root: Path, args: argparse.Namespace) -> tuple
         if args.shrink:  # a smoke check of the code path: the same shapes with 2 layers each
             spec = dataclasses.replace(spec, name=spec.name + "-2layers", layers=2, vision_layers=2)
         dtype = resolve_dtype(args.dtype, args.device)
-        model = common.build_random_model(spec, device=args.device, dtype=dtype)
+        model = build_random_model(spec, device=args.device, dtype=dtype)
         description = {"name": spec.name, **spec.to_dict(), "dtype": str(dtype).replace("torch.", "")}
     # Random weights rarely choose EOS, and when they do it is at once for every prompt; a zero EOS row makes
     # every answer exactly max_new_tokens long (as short answers are: a few tokens), the same for every runner.
@@ -751,7 +751,7 @@ def print_summary(label: str, summary: dict[str, Any]) -> None:
 def orchestrate(args: argparse.Namespace) -> int:
     import torch
 
-    from tinyllava_bench.demo import write_task_data
+    from tinyllava_bench.testing.datasets import write_task_data
 
     machine = common.machine_info()
     if args.device.startswith("cuda"):
@@ -848,12 +848,12 @@ def measure_fixed_costs(args: argparse.Namespace) -> int:
     requests (question, prompt, prompt ids, sample key) one row at a time and as the engine now does it (prompt ids
     of all rows in one batched tokenizer call), and deciding what is pending (`finished_records` read once, then a
     set lookup per row; the per-row re-read that an earlier engine did is projected for comparison)."""
-    from tinyllava_bench.demo import write_task_data
     from tinyllava_bench.engine import runner
     from tinyllava_bench.engine.provenance import fingerprint
     from tinyllava_bench.engine.store import SampleWriter
-    from tinyllava_bench.models.tiny import build_tiny_model
     from tinyllava_bench.tasks import build_question, load_task, load_task_data
+    from tinyllava_bench.testing.datasets import write_task_data
+    from tinyllava_bench.testing.models import build_tiny_model
 
     full = args.fixed_cost_rows
     work = Path(tempfile.mkdtemp(prefix="tlb-fixed-costs-"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from tinyllava_bench.demo.scenes import (
+from tinyllava_bench.testing.scenes import (
     COLORS,
     NUMBER_WORDS,
     POSITIONS,
