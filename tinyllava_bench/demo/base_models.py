@@ -14,7 +14,7 @@ def _training_texts(pretrain: Path, finetune: Path) -> list[str]:
     """The training strings exactly as the trainer will see them (caption and chat templates applied)."""
     from tinyllava_bench.models.templates import get_template
 
-    texts = []
+    texts: list[str] = []
     for path, template in ((pretrain, get_template("pretrain")), (finetune, get_template(TEMPLATE))):
         for record in json.loads(Path(path).read_text()):
             values = [turn["value"] for turn in record["conversations"]]

@@ -114,15 +114,27 @@ def build_tokenizer(
 
 
 def tiny_text_config(
-    family: str, tokenizer: Any, hidden: int = 32, layers: int = 2, spare_vocab: int = 0
+    family: str,
+    tokenizer: Any,
+    hidden: int = 32,
+    layers: int = 2,
+    spare_vocab: int = 0,
+    *,
+    heads: int = 4,
+    intermediate: int | None = None,
+    max_positions: int = 1024,
+    vocab_size: int | None = None,
+    **changes: Any,
 ) -> Any:
+    """The LLM config of `family` at these sizes (intermediate: twice `hidden`; vocabulary: the tokenizer's, plus
+    `spare_vocab` unused rows); `changes` replace the family's own settings (e.g. partial_rotary_factor)."""
     common: dict[str, Any] = {
-        "vocab_size": len(tokenizer) + spare_vocab,
+        "vocab_size": (vocab_size or len(tokenizer)) + spare_vocab,
         "hidden_size": hidden,
-        "intermediate_size": hidden * 2,
+        "intermediate_size": intermediate or hidden * 2,
         "num_hidden_layers": layers,
-        "num_attention_heads": 4,
-        "max_position_embeddings": 1024,
+        "num_attention_heads": heads,
+        "max_position_embeddings": max_positions,
         "bos_token_id": tokenizer.bos_token_id,
         "eos_token_id": tokenizer.eos_token_id,
         "pad_token_id": tokenizer.pad_token_id,
@@ -134,20 +146,28 @@ def tiny_text_config(
         "stablelm": {"num_key_value_heads": 4, "partial_rotary_factor": 0.25, "use_qkv_bias": True},
         "qwen2": {"num_key_value_heads": 2, "tie_word_embeddings": True},
     }
-    return text_config_from_dict({"model_type": family, **common, **by_family[family]})
+    return text_config_from_dict({"model_type": family, **common, **by_family[family], **changes})
 
 
 def tiny_vision_config(
-    family: str, image_size: int = 28, patch_size: int = 14, hidden: int = 24, layers: int = 3
+    family: str,
+    image_size: int = 28,
+    patch_size: int = 14,
+    hidden: int = 24,
+    layers: int = 3,
+    *,
+    heads: int = 4,
+    intermediate: int | None = None,
 ) -> Any:
+    """A SigLIP or CLIP vision config at these sizes (intermediate: twice `hidden`)."""
     from transformers import CLIPVisionConfig, SiglipVisionConfig
 
     cls = SiglipVisionConfig if family == "siglip" else CLIPVisionConfig
     return cls(
         hidden_size=hidden,
-        intermediate_size=hidden * 2,
+        intermediate_size=intermediate or hidden * 2,
         num_hidden_layers=layers,
-        num_attention_heads=4,
+        num_attention_heads=heads,
         image_size=image_size,
         patch_size=patch_size,
     )
@@ -167,37 +187,101 @@ def build_tiny_model(
     spare_vocab: int = 0,
     max_length: int | None = 2048,
     seed: int = 0,
-    init_std: float = 0.2,
+    init_std: float | None = 0.2,
+    size: ModelSpec | None = None,
+    device: str = "cpu",
+    dtype: Any = None,
+    with_preprocessor: bool = True,
 ) -> TinyLlava:
-    """A random TinyLlava; weights drawn wider than transformers' 0.02 so greedy choices are far from ties."""
+    """A random TinyLlava of any LLM family, vision tower and connector: the one builder of the tests, the demo's
+    checks and the benchmarks.
+
+    Tiny by default (hidden 32, 2 LLM layers, a 2-layer tower): `size` gives a Phi + SigLIP model real dimensions
+    instead (`image_size`, `patch_size` and `hidden` then come from it), built on `device` in `dtype`.
+    `init_std` as `widen_weights` (None keeps transformers' own 0.02 init, for speed-only runs);
+    `with_preprocessor=False` leaves the image preprocessor out (a model timed on generation alone).
+    """
+    if size is not None and (llm, vision) != ("phi", "siglip"):
+        raise ValueError(f"a ModelSpec describes a Phi + SigLIP model, not {llm} + {vision}")
     torch.manual_seed(seed)
+    dtype = dtype or torch.float32
     tokenizer = build_tokenizer(llm)
-    text_config = tiny_text_config(llm, tokenizer, hidden=hidden, spare_vocab=spare_vocab)
-    # the identity connector hands the tower's features to the LLM as they are: the widths must agree
-    vision_hidden = hidden if connector == "identity" else 24
-    vision_config = tiny_vision_config(
-        vision, image_size=image_size, patch_size=patch_size, hidden=vision_hidden
-    )
-    vision_config.num_hidden_layers = layers_needed(vision_config.num_hidden_layers, -2)
+    if size is None:
+        text_config = tiny_text_config(llm, tokenizer, hidden=hidden, spare_vocab=spare_vocab)
+        # the identity connector hands the tower's features to the LLM as they are: the widths must agree
+        vision_config = tiny_vision_config(
+            vision, image_size, patch_size, hidden=hidden if connector == "identity" else 24
+        )
+        vision_config.num_hidden_layers = layers_needed(vision_config.num_hidden_layers, -2)
+        name = f"tiny-{llm}-{vision}"
+    else:
+        hidden, image_size = size.hidden, size.image_size
+        text_config = tiny_text_config(
+            llm,
+            tokenizer,
+            hidden=size.hidden,
+            layers=size.layers,
+            spare_vocab=spare_vocab,
+            heads=size.heads,
+            intermediate=size.intermediate,
+            max_positions=2048,
+            vocab_size=max(len(tokenizer), size.vocab or 0),
+            partial_rotary_factor=size.partial_rotary_factor,
+        )
+        vision_config = tiny_vision_config(
+            vision,
+            size.image_size,
+            size.patch_size,
+            size.vision_hidden,
+            size.vision_layers,  # already the layers kept
+            heads=size.vision_heads,
+            intermediate=size.vision_intermediate,
+        )
+        name = size.name
     select = vision_select or ("full" if vision == "siglip" else "patch")
-    tower = VisionTower(vision_config, select=select)
-    language_model = build_language_model(text_config)
-    connector_module = build_connector(
-        connector, vision_config.hidden_size, hidden, num_queries=4, num_layers=1
-    )
     settings = _settings(template or FAMILY_TEMPLATES[llm], image_aspect, select, connector, max_length)
-    preprocessor = preprocessor_for(vision, image_size, image_aspect)
-    model = TinyLlava(
-        tower,
-        connector_module,
-        language_model,
-        tokenizer,
-        preprocessor,
-        settings,
-        name=f"tiny-{llm}-{vision}",
-    )
-    widen_weights(model, init_std)
+    preprocessor: Any = preprocessor_for(vision, image_size, image_aspect) if with_preprocessor else None
+    previous_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            tower = VisionTower(vision_config, select=select)
+            language_model = build_language_model(text_config)
+            connector_module = build_connector(
+                connector, vision_config.hidden_size, hidden, num_queries=4, num_layers=1
+            )
+            model = TinyLlava(
+                tower, connector_module, language_model, tokenizer, preprocessor, settings, name=name
+            )
+    finally:
+        torch.set_default_dtype(previous_dtype)
+    model.to(device=device, dtype=dtype)
+    if init_std is not None:
+        widen_weights(model, init_std)
     return model.eval()
+
+
+def build_random_model(
+    spec: ModelSpec,
+    *,
+    device: str = "cpu",
+    dtype: Any = None,
+    seed: int = 0,
+    init_std: float | None = 0.2,
+    with_preprocessor: bool = True,
+) -> TinyLlava:
+    """`build_tiny_model` at `spec`'s size: Phi LLM, SigLIP tower (every patch), mlp2x_gelu, template phi."""
+    return build_tiny_model(
+        "phi",
+        "siglip",
+        size=spec,
+        vision_select="full",
+        device=device,
+        dtype=dtype,
+        seed=seed,
+        init_std=init_std,
+        with_preprocessor=with_preprocessor,
+    )
 
 
 def _settings(
@@ -254,72 +338,6 @@ def write_tiny_checkpoints(model: TinyLlava, root: Path, layouts: Iterable[str] 
             raise ValueError(f"unknown layout {layout!r}")
         paths[layout] = target
     return paths
-
-
-def build_random_model(
-    spec: ModelSpec,
-    *,
-    device: str = "cpu",
-    dtype: Any = None,
-    seed: int = 0,
-    init_std: float | None = 0.2,
-    with_preprocessor: bool = True,
-) -> TinyLlava:
-    """A random TinyLlava of `spec`'s size (Phi LLM, SigLIP tower, mlp2x_gelu connector, template phi), built on
-    `device` in `dtype` (the benchmarks' realistic shapes; `build_tiny_model` is the tests' every-family one).
-
-    `init_std` as `widen_weights` (None keeps transformers' own 0.02 init, for speed-only runs).
-    """
-    from transformers import SiglipVisionConfig
-
-    torch.manual_seed(seed)
-    dtype = dtype or torch.float32
-    tokenizer = build_tokenizer("phi")
-    text_config = text_config_from_dict(
-        {
-            "model_type": "phi",
-            "vocab_size": max(len(tokenizer), spec.vocab or 0),
-            "hidden_size": spec.hidden,
-            "intermediate_size": spec.intermediate,
-            "num_hidden_layers": spec.layers,
-            "num_attention_heads": spec.heads,
-            "max_position_embeddings": 2048,
-            "partial_rotary_factor": spec.partial_rotary_factor,
-            "resid_pdrop": 0.0,
-            "embd_pdrop": 0.0,
-            "bos_token_id": tokenizer.bos_token_id,
-            "eos_token_id": tokenizer.eos_token_id,
-            "pad_token_id": tokenizer.pad_token_id,
-        }
-    )
-    vision_config = SiglipVisionConfig(
-        hidden_size=spec.vision_hidden,
-        intermediate_size=spec.vision_intermediate,
-        num_hidden_layers=spec.vision_layers,
-        num_attention_heads=spec.vision_heads,
-        image_size=spec.image_size,
-        patch_size=spec.patch_size,
-    )
-    preprocessor = preprocessor_for("siglip", spec.image_size, "pad") if with_preprocessor else None
-    previous_dtype = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device(device):
-            model = TinyLlava(
-                VisionTower(vision_config, select="full"),
-                build_connector("mlp2x_gelu", spec.vision_hidden, spec.hidden),
-                build_language_model(text_config),
-                tokenizer,
-                preprocessor,
-                _settings("phi", "pad", "full", "mlp2x_gelu", 2048),
-                name=spec.name,
-            )
-    finally:
-        torch.set_default_dtype(previous_dtype)
-    model.to(device=device, dtype=dtype)
-    if init_std is not None:
-        widen_weights(model, init_std)
-    return model.eval()
 
 
 def build_vision_tower(
