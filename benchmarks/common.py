@@ -166,3 +166,70 @@ def python_for_lmms() -> str:
     """The interpreter that has lmms-eval: $LMMS_PYTHON, else /work/lmms-venv's, else this one."""
     candidate = os.environ.get("LMMS_PYTHON") or "/work/lmms-venv/bin/python"
     return candidate if Path(candidate).exists() else sys.executable
+
+
+# ----- worker processes (one measured runner each) ---------------------------------------------------------------
+
+
+# Modules every runner needs sooner or later; imported before any timer starts so that in-process times compare
+# work, not which runner happens to import transformers' processing stack first (that import alone takes seconds).
+PREIMPORTS = (
+    "torch",
+    "datasets",
+    "transformers.processing_utils",
+    "transformers.models.siglip.modeling_siglip",
+    "transformers.models.phi.modeling_phi",
+    "transformers.models.llava.modeling_llava",
+    "transformers.models.siglip.image_processing_pil_siglip",
+    "transformers.models.llava.image_processing_pil_llava",
+    "transformers.generation.utils",
+    "tinyllava_bench.models.loading",
+    "tinyllava_bench.tasks.data",
+)
+
+
+def worker_arguments(description: str) -> Any:
+    """The command line every eval worker takes (the orchestrator, eval_throughput.py, passes them all)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--data-root", required=True)
+    parser.add_argument("--result", required=True, help="where the worker's JSON result goes")
+    parser.add_argument("--output", default=None, help="the runner's output folder (ours, lmms)")
+    parser.add_argument("--rows", type=int, required=True)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-new-tokens", type=int, default=4)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
+    parser.add_argument("--num-workers", type=int, default=2, help="the engine's DataLoader workers (ours)")
+    parser.add_argument("--lmms-model", default=None, help="tinyllava_bench or llava_hf (lmms)")
+    parser.add_argument("--task-dir", default=None, help="the local lmms-eval task folder (lmms)")
+    return parser
+
+
+def run_worker(work: Any, description: str, argv: list[str] | None = None) -> int:
+    """Parse the worker command line, import PREIMPORTS, pin threads, run `work(args)` and write its result (with
+    the imports' time, the thread count and peak memory) to --result."""
+    import contextlib
+    import importlib
+
+    args = worker_arguments(description).parse_args(argv)
+    started = time.perf_counter()
+    for name in PREIMPORTS:
+        with contextlib.suppress(ImportError):  # a module another transformers version names differently
+            importlib.import_module(name)
+    import torch
+
+    imports_s = time.perf_counter() - started
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    result = work(args)
+    result["phases"]["preimports"] = imports_s
+    result["threads"] = torch.get_num_threads()
+    result["peak_rss_mib_self"] = peak_rss_mib()
+    if args.device.startswith("cuda"):
+        result["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    Path(args.result).write_text(json.dumps(result, default=str))
+    return 0

@@ -225,7 +225,7 @@ def test_eval_with_sharing_equals_without(
 
 def test_ranks_get_whole_image_groups():
     from tinyllava_bench.engine.distributed import Dist
-    from tinyllava_bench.engine.runner import _shard
+    from tinyllava_bench.engine.generation import shard as _shard
 
     pending = list(range(10))
     keys = {0: "a", 1: "b", 2: "a", 3: None, 4: "c", 5: "a", 6: "b", 7: None, 8: "c", 9: "c"}

@@ -317,8 +317,10 @@ def layouts_for(llm: str) -> tuple[str, ...]:
 
 def write_tiny_checkpoints(model: TinyLlava, root: Path, layouts: Iterable[str] = LAYOUTS) -> dict[str, Path]:
     """Write `model` under `root/<layout>` for each layout (legacy also writes its vision tower folder)."""
-    from tinyllava_bench.models.export import export_hf_llava
-    from tinyllava_bench.models.save import save_factory, save_legacy, save_native
+    from tinyllava_bench.models.layouts.factory import save_factory
+    from tinyllava_bench.models.layouts.hf_llava import export_hf_llava
+    from tinyllava_bench.models.layouts.legacy import save_legacy
+    from tinyllava_bench.models.layouts.native import save_native
 
     root = Path(root)
     paths = {}
