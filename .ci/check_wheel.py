@@ -10,9 +10,9 @@ from pathlib import Path
 
 import tinyllava_bench
 from tinyllava_bench.cli import main
-from tinyllava_bench.demo.world import write_task_data
-from tinyllava_bench.models.tiny import build_tiny_model, write_tiny_checkpoints
 from tinyllava_bench.paths import model_zoo_dir, tasks_dir
+from tinyllava_bench.testing.datasets import write_task_data
+from tinyllava_bench.testing.models import build_tiny_model, write_tiny_checkpoints
 
 package = Path(tinyllava_bench.__file__).resolve().parent
 assert "site-packages" in str(package), f"not the installed wheel: {package}"

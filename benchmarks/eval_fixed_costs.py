@@ -24,13 +24,13 @@ def measure_fixed_costs(args: argparse.Namespace) -> int:
     requests (question, prompt, prompt ids, sample key) one row at a time and as the engine now does it (prompt ids
     of all rows in one batched tokenizer call), and deciding what is pending (`finished_records` read once, then a
     set lookup per row; the per-row re-read that an earlier engine did is projected for comparison)."""
-    from tinyllava_bench.demo import write_task_data
     from tinyllava_bench.engine import runner
     from tinyllava_bench.engine.generation import rows_without_images
     from tinyllava_bench.engine.provenance import fingerprint
     from tinyllava_bench.engine.store import SampleWriter
-    from tinyllava_bench.models.tiny import build_tiny_model
     from tinyllava_bench.tasks import build_question, load_task, load_task_data
+    from tinyllava_bench.testing.datasets import write_task_data
+    from tinyllava_bench.testing.models import build_tiny_model
 
     full = args.fixed_cost_rows
     work = Path(tempfile.mkdtemp(prefix="tlb-fixed-costs-"))

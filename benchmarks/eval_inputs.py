@@ -25,7 +25,7 @@ def build_checkpoints(which: str, root: Path, args: Any) -> tuple[dict[str, Path
     import torch
 
     from tinyllava_bench.models.loading import resolve_dtype
-    from tinyllava_bench.models.tiny import build_tiny_model, write_tiny_checkpoints
+    from tinyllava_bench.testing.models import build_random_model, build_tiny_model, write_tiny_checkpoints
 
     if which == "tiny":
         model = build_tiny_model("phi", "siglip")
@@ -39,7 +39,7 @@ def build_checkpoints(which: str, root: Path, args: Any) -> tuple[dict[str, Path
         if args.shrink:  # a smoke check of the code path: the same shapes with 2 layers each
             spec = dataclasses.replace(spec, name=spec.name + "-2layers", layers=2, vision_layers=2)
         dtype = resolve_dtype(args.dtype, args.device)
-        model = common.build_random_model(spec, device=args.device, dtype=dtype)
+        model = build_random_model(spec, device=args.device, dtype=dtype)
         description = {"name": spec.name, **spec.to_dict(), "dtype": str(dtype).replace("torch.", "")}
     # Random weights rarely choose EOS, and when they do it is at once for every prompt; a zero EOS row makes
     # every answer exactly max_new_tokens long (as short answers are: a few tokens), the same for every runner.

@@ -114,7 +114,7 @@ def run_variant(
 def orchestrate(args: argparse.Namespace) -> int:
     import torch
 
-    from tinyllava_bench.demo import write_task_data
+    from tinyllava_bench.testing.datasets import write_task_data
 
     machine = common.machine_info()
     if args.device.startswith("cuda"):

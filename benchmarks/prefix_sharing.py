@@ -52,7 +52,7 @@ DEFAULT_RUNNERS = "shared,unshared,bare"
 
 def write_shape(shape: str, rows: int, root: Path) -> Path:
     """A local copy of the shape's task under root/<shape>/ whose rows ask `per_image` questions per image."""
-    from tinyllava_bench.demo.world import write_task_data
+    from tinyllava_bench.testing.datasets import write_task_data
 
     task, per_image = SHAPES[shape]
     folder = root / shape

@@ -24,7 +24,7 @@ ERROR_CLASSES = ("UserError", "RunError")
 FLAG = re.compile(r"--[a-z][a-z0-9-]*")
 # The demo drives the eval and train code with settings it makes itself (a new folder, its own data, the CPU), so
 # what it can raise to its user are its own modules' messages; the rest of its reach is another verb's code.
-OWN_CODE_ONLY = {"demo": ("tinyllava_bench.demo",)}
+OWN_CODE_ONLY = {"demo": ("tinyllava_bench.demo", "tinyllava_bench.testing")}
 
 
 def verb_parsers() -> dict[str, argparse.ArgumentParser]:

@@ -18,7 +18,7 @@ N = 8
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
-    from tinyllava_bench.demo.world import write_task_data
+    from tinyllava_bench.testing.datasets import write_task_data
 
     root = tmp_path_factory.mktemp("data")
     for task in ("gqa", "pope"):
