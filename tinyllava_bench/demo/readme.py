@@ -38,9 +38,9 @@ NUMBER = re.compile(r"(?<![\w.])[+-]?\d+(?:\.\d+)?(?:e-\d+)?(?![\w])")
 
 
 def _labels() -> dict[str, str]:
-    from tinyllava_bench.report.runs import PAPER_BENCHMARKS
+    from tinyllava_bench.tasks.registry import benchmark_columns
 
-    return {b.paper_column: b.label for b in PAPER_BENCHMARKS}
+    return {b.paper_column: b.label for b in benchmark_columns() if b.paper_column}
 
 
 def _order(tasks: Sequence[str]) -> list[str]:

@@ -67,18 +67,18 @@ class DemoResult:
 
 
 def _label(task: str) -> str:
-    from tinyllava_bench.report.runs import PAPER_BENCHMARKS
+    from tinyllava_bench.tasks.registry import benchmark_columns
 
-    return next((b.label for b in PAPER_BENCHMARKS if b.paper_column == task), task)
+    return next((b.label for b in benchmark_columns() if b.paper_column == task), task)
 
 
 def blind_line(blind: dict[str, float | None]) -> str:
     """The blind answerer's scores in the table's order, labelled as the table."""
-    from tinyllava_bench.report.runs import PAPER_BENCHMARKS
+    from tinyllava_bench.tasks.registry import benchmark_columns
 
     values = [
         f"{b.label} {blind[b.paper_column]:.1f}"
-        for b in PAPER_BENCHMARKS
+        for b in benchmark_columns()
         if b.paper_column in blind and blind[b.paper_column] is not None
     ]
     return (
@@ -97,9 +97,9 @@ def regress_line(regress: dict[str, dict[str, Any]], baseline: str, current: str
     """regress's paired tests in one line, in the table's order: each headline's change, the questions it lost and
     gained, and the p-value (the verdicts are the reader's: a line whose words change with them could not be
     compared with another machine's run)."""
-    from tinyllava_bench.report.runs import PAPER_BENCHMARKS
+    from tinyllava_bench.tasks.registry import paper_columns
 
-    order = [b.paper_column for b in PAPER_BENCHMARKS if b.paper_column in regress]
+    order = [column for column in paper_columns() if column in regress]
 
     def item(task: str) -> str:
         entry = regress[task]
