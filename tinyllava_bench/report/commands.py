@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from tinyllava_bench.report.runs import CARD_AXES
-from tinyllava_bench.report.tables import TABLE_FORMATS
+from tinyllava_bench.report.table_render import TABLE_FORMATS
 
 
 def run_report(args: argparse.Namespace) -> int:
