@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from tinyllava_bench.report.paired_stats import format_p
 from tinyllava_bench.report.regress import MetricComparison, RegressionReport
+from tinyllava_bench.report.table_render import markdown_escape
 
 _STATUS_MARK = {"pass": "✅", "fail": "❌", "unvouched": "❌", "info": ""}
 
@@ -34,14 +35,11 @@ def render_summary(report: RegressionReport) -> str:
     """A Markdown summary for a pull-request comment: a table with ✅/❌ per headline, a line per task saying what
     was compared, one line per reason the run cannot be vouched for, and a one-line verdict."""
 
-    def escape(text: str) -> str:
-        return text.replace("|", "\\|")
-
     lines = [
         "### tinyllava-bench regress",
         "",
-        f"Baseline: `{report.baseline.model_name}` ({escape(str(report.baseline.path))}) · "
-        f"Current: `{report.current.model_name}` ({escape(str(report.current.path))}) · α = {report.alpha:g}",
+        f"Baseline: `{report.baseline.model_name}` ({markdown_escape(str(report.baseline.path))}) · "
+        f"Current: `{report.current.model_name}` ({markdown_escape(str(report.current.path))}) · α = {report.alpha:g}",
         "",
     ]
     if report.refused:
@@ -72,7 +70,7 @@ def render_summary(report: RegressionReport) -> str:
                 tolerance,
                 test,
             ]
-            lines.append("| " + " | ".join(escape(text) for text in row) + " |")
+            lines.append("| " + " | ".join(markdown_escape(text) for text in row) + " |")
         lines += ["", "Per task:", ""]
         lines += [_task_line(report, c) for c in report.comparisons if c.is_headline]
         if report.problems:
@@ -83,6 +81,6 @@ def render_summary(report: RegressionReport) -> str:
             lines += [f"- ⚠️ {task}: {text}." for task, text in report.differences]
     if report.notes:
         lines.append("")
-        lines.extend(f"- {escape(note)}" for note in report.notes)
+        lines.extend(f"- {markdown_escape(note)}" for note in report.notes)
     lines += ["", f"**Verdict: {report.verdict()}**"]
     return "\n".join(lines) + "\n"

@@ -43,20 +43,22 @@ def cell_text(cell: Cell, mode: TableMode) -> str:
     return format_number(cell.value)
 
 
-def _markdown(table: ReportTable) -> str:
-    def escape(text: str) -> str:
-        return text.replace("|", "\\|")
+def markdown_escape(text: str) -> str:
+    """Text for a Markdown table cell or list item: a `|` would end the cell."""
+    return text.replace("|", "\\|")
 
+
+def _markdown(table: ReportTable) -> str:
     header = [*table.label_columns, *table.benchmarks]
     align = [":--" for _ in table.label_columns] + ["--:" for _ in table.benchmarks]
     lines = [f"### {table.title}", "", "| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
     for row in table.rows:
-        texts = [escape(row.labels.get(c, "")) for c in table.label_columns]
+        texts = [markdown_escape(row.labels.get(c, "")) for c in table.label_columns]
         texts += [cell_text(row.cells[b], table.mode) for b in table.benchmarks]
         lines.append("| " + " | ".join(texts) + " |")
     if table.footnotes:
         lines.append("")
-        lines.extend(f"- {escape(note)}" for note in table.footnotes)
+        lines.extend(f"- {markdown_escape(note)}" for note in table.footnotes)
     return "\n".join(lines) + "\n"
 
 
