@@ -360,3 +360,20 @@ def test_text_that_a_spreadsheet_would_run_as_a_formula_is_escaped(tmp_path):
     # the escaped name is still the same model: appending the run again replaces its row
     assert main(["leaderboard", str(run), "--out", str(out), "--append"]) == 0
     assert len(read_rows(out)[1]) == 1
+
+
+def test_a_benchmark_the_paper_has_no_number_for_adds_no_column(tmp_path, monkeypatch):
+    """docs/adding_a_task.md's worked example (POPE-adv, no paper_column): a run that has it still gets its row,
+    with the paper's columns only (it used to write a `None` key the CSV writer refused with a traceback)."""
+    from tests.test_task_registry import _copy_tasks, _doc_example
+
+    name, text = _doc_example()
+    folder = _copy_tasks(tmp_path / "tasks")
+    (folder / f"{name}.yaml").write_text(text, encoding="utf-8")
+    monkeypatch.setenv("TINYLLAVA_BENCH_TASKS_DIR", str(folder))
+    run = write_run(tmp_path / "run", "model-a", {"gqa": 61.9, name: 80.0})
+    out = tmp_path / "board.csv"
+    assert main(["leaderboard", str(run), "--out", str(out)]) == 0
+    header, rows = read_rows(out)
+    assert header == EXPECTED_COLUMNS
+    assert len(rows) == 1 and rows[0]["gqa"] == "61.90" and rows[0]["pope"] == ""

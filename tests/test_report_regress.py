@@ -11,13 +11,13 @@ import pytest
 
 from tinyllava_bench.cli import main
 from tinyllava_bench.errors import UserError
-from tinyllava_bench.report.regress import (
+from tinyllava_bench.report.paired_stats import (
     mcnemar_exact_p,
     pair_samples,
     paired_bootstrap_ci,
     paired_test,
-    parse_tolerances,
 )
+from tinyllava_bench.report.regress import parse_tolerances
 
 
 def write_run(

@@ -12,7 +12,8 @@ import pytest
 
 from tinyllava_bench.cli import main
 from tinyllava_bench.errors import UserError
-from tinyllava_bench.report.runs import load_run, load_samples, paper_table_a1, runs_to_frame
+from tinyllava_bench.report.paper import paper_table_a1
+from tinyllava_bench.report.runs import load_run, load_samples, runs_to_frame
 
 PAPER_ORDER = ["VQAv2", "GQA", "SQA-I", "TextVQA", "MM-Vet", "POPE", "LLaVA-W", "MME"]
 HEADLINES = {"pope": "f1", "mme": "perception", "mmvet": "total", "llava_wild": "relative_score"}

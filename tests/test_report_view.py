@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from tinyllava_bench.cli import main
-from tinyllava_bench.report.view import _embedded_json, build_view, write_view
+from tinyllava_bench.report.view import build_view, write_view
+from tinyllava_bench.report.view_page import embedded_json
 
 ROWS = 12
 # what a model could answer to break out of the page: end the data block, run a script, fire an onerror handler
@@ -309,7 +310,7 @@ def test_other_data_is_refused_for_thumbnails(runs, tmp_path):
 
 
 def test_embedded_json_cannot_close_the_script():
-    text = _embedded_json({"y": "</script><!-- <script> & \u2028"})
+    text = embedded_json({"y": "</script><!-- <script> & \u2028"})
     assert "<" not in text and ">" not in text and "&" not in text and "\u2028" not in text
     assert json.loads(text) == {"y": "</script><!-- <script> & \u2028"}
 

@@ -26,7 +26,8 @@ def report(
     The table is written to `out` when given, PNG charts into `plots`.
     """
     from tinyllava_bench.report.runs import load_runs
-    from tinyllava_bench.report.tables import paper_table, render_table, results_table
+    from tinyllava_bench.report.table_render import render_table
+    from tinyllava_bench.report.tables import paper_table, results_table
 
     if runs:
         table = results_table(load_runs([str(run) for run in runs]), paper=paper, group_by=group_by)
@@ -69,7 +70,8 @@ def regress(
     vouched for, or runs on different data, protocol or scorer without `allow_data_change`. The Markdown summary
     is written to `out` when given.
     """
-    from tinyllava_bench.report.regress import compare_runs, parse_tolerances, render_summary
+    from tinyllava_bench.report.regress import compare_runs, parse_tolerances
+    from tinyllava_bench.report.regress_render import render_summary
     from tinyllava_bench.report.runs import load_run
 
     tolerances = parse_tolerances(tolerance or [])

@@ -16,7 +16,8 @@ def write_reports(
     from tinyllava_bench.report.leaderboard import write_leaderboard
     from tinyllava_bench.report.plots import write_plots
     from tinyllava_bench.report.runs import load_runs
-    from tinyllava_bench.report.tables import render_table, results_table
+    from tinyllava_bench.report.table_render import render_table
+    from tinyllava_bench.report.tables import results_table
 
     runs = load_runs(run_folders)
     table = results_table(runs, group_by=ABLATION_AXIS)

@@ -6,7 +6,8 @@ import argparse
 import sys
 
 from tinyllava_bench.report.runs import CARD_AXES
-from tinyllava_bench.report.tables import TABLE_FORMATS
+from tinyllava_bench.report.table_render import TABLE_FORMATS
+from tinyllava_bench.report.thumbnails import DEFAULT_THUMBNAIL_PX
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -59,6 +60,37 @@ def run_regress(args: argparse.Namespace) -> int:
     if result.out is not None:
         print(f"wrote {result.out}", file=sys.stderr)
     return result.exit_status
+
+
+def run_view(args: argparse.Namespace) -> int:
+    from tinyllava_bench.report.view import write_view
+
+    path, view = write_view(
+        args.run,
+        compare=args.compare,
+        output=args.output,
+        data_root=args.data_root,
+        thumbnails=not args.no_thumbnails,
+        thumbnail_px=args.thumbnail_size,
+    )
+    for note in view["notes"]:
+        print(f"note: {note}", file=sys.stderr)
+    samples = view["samples"]
+    summary = f"wrote {path}: {len(samples)} sample(s) of {len(view['tasks'])} task(s), "
+    summary += f"{view['n_thumbnailed']} with a thumbnail"
+    if args.compare is not None:
+        to_here = sum(1 for s in samples if s.get("x") == "a")
+        to_other = sum(1 for s in samples if s.get("x") == "b")
+        summary += (
+            f"; {to_here + to_other} flipped ({to_here} right only here, {to_other} right only in the other)"
+        )
+    print(summary, file=sys.stderr)
+    if args.open:
+        import webbrowser
+
+        if not webbrowser.open(path.resolve().as_uri()):
+            print(f"no browser could be started; open {path.resolve()} yourself", file=sys.stderr)
+    return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -162,6 +194,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     regress.add_argument("--out", metavar="FILE", help="also write the Markdown summary here")
     regress.set_defaults(func=run_regress)
 
-    from tinyllava_bench.report.view import add_view_parser
-
-    add_view_parser(subparsers)
+    view = subparsers.add_parser(
+        "view",
+        help="a self-contained HTML page to read a run's samples (and compare two runs)",
+        description=(
+            "Writes one offline HTML page: per-task metrics and every sample (thumbnail, exact prompt, "
+            "prediction, gold answer, score, judge error or error), filtered by task, category, right/wrong and "
+            "error, searchable, paginated. With --compare, the other run's answer and score sit beside each "
+            "sample and a filter shows the samples that flipped. Thumbnails come from the task data the run read "
+            "(its --data-root or recorded data path, checked against the recorded fingerprint)."
+        ),
+    )
+    view.add_argument("run", metavar="RUN_FOLDER", help="a run folder written by `eval --output`")
+    view.add_argument("--compare", metavar="OTHER_RUN", help="another run folder to show side by side")
+    view.add_argument(
+        "--output",
+        metavar="FILE.html",
+        help="where to write the page (default RUN_FOLDER/view.html, or view-vs-OTHER.html with --compare)",
+    )
+    view.add_argument("--open", action="store_true", help="open the page in the web browser")
+    view.add_argument(
+        "--data-root",
+        metavar="DIR",
+        help="where the tasks' data is, when it moved since the run (default: where the run read it)",
+    )
+    view.add_argument(
+        "--no-thumbnails", action="store_true", help="do not read the task data; show no images"
+    )
+    view.add_argument(
+        "--thumbnail-size",
+        type=int,
+        default=DEFAULT_THUMBNAIL_PX,
+        metavar="PX",
+        help=f"longest side of a thumbnail in pixels (default {DEFAULT_THUMBNAIL_PX})",
+    )
+    view.set_defaults(func=run_view)

@@ -45,8 +45,17 @@ _FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 
 # Columns of free text (names from results.json, which anyone can write). A spreadsheet runs a cell that starts
 # with one of _FORMULA_STARTS as a formula, so such text is written with a leading apostrophe (OWASP's advice).
-TEXT_COLUMNS = ("model", "protocol", *MODEL_COLUMNS, "judge_model", "datasets", "tool_version", "git_commit")
-TEXT_COLUMNS += ("checkpoint_fingerprint", "date")
+TEXT_COLUMNS = (
+    "model",
+    "protocol",
+    *MODEL_COLUMNS,
+    "judge_model",
+    "datasets",
+    "tool_version",
+    "git_commit",
+    "checkpoint_fingerprint",
+    "date",
+)
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 # The paper's benchmarks scored by an LLM judge (their task YAMLs have a `judge:` block); a row's judge_model
@@ -110,11 +119,13 @@ def leaderboard_rows(run: Run) -> list[dict[str, str]]:
         judges: dict[str, str] = {}
         datasets: list[str] = []
         for benchmark in registry.benchmark_columns():
+            paper_column = benchmark.paper_column
             task, value = benchmark_value(tasks, benchmark)
-            if task is None:
+            # a benchmark the paper has no number for (docs/adding_a_task.md's POPE-adv) has no leaderboard column
+            if task is None or paper_column is None:
                 continue
-            row[benchmark.paper_column] = _score_text(value)
-            row[f"n_{benchmark.paper_column}"] = _text(task.n_samples)
+            row[paper_column] = _score_text(value)
+            row[f"n_{paper_column}"] = _text(task.n_samples)
             if task.judge_model:
                 judges[task.name] = task.judge_model
             if task.dataset.get("id"):

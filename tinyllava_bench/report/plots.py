@@ -22,6 +22,7 @@ from tinyllava_bench.tasks import registry
 from tinyllava_bench.tasks.registry import Benchmark
 
 if TYPE_CHECKING:
+    from matplotlib.artist import Artist
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
@@ -136,10 +137,10 @@ def _colours(count: int) -> list:
     return [palette(i % palette.N) for i in range(count)]
 
 
-def _benchmark_ticks(axes: Axes, labels: list[str]) -> None:
+def _benchmark_ticks(figure: Figure, axes: Axes, labels: list[str]) -> None:
     """Benchmark names under their group of bars; turned when the longest would run into its neighbour."""
     # inches per group: the figure less the y-axis margin
-    room = (axes.figure.get_figwidth() - 1.2) / max(1, len(labels))
+    room = (figure.get_figwidth() - 1.2) / max(1, len(labels))
     longest = max((len(line) for label in labels for line in label.split("\n")), default=0)
     crowded = longest * CHAR_WIDTH_INCHES > room
     axes.set_xticks(
@@ -212,9 +213,8 @@ def benchmark_bars_figure(table: ReportTable, baseline: Mapping[str, float | Non
             ticks = [(i, _on_scale(c.reference, paper_scale, scale)) for i, c in enumerate(cells)]
             ticks = [(i, y) for i, y in ticks if y is not None]
             if ticks:
-                axes.scatter(
-                    *zip(*ticks, strict=True), marker="_", s=400, color="black", linewidths=2, zorder=3
-                )
+                xs, ys = zip(*ticks, strict=True)
+                axes.scatter(xs, ys, marker="_", s=400, color="black", linewidths=2, zorder=3)
         right = n_rows - 0.4
         if label in floor and not scale.per_row_percent:
             # the line spans the bars; its value stands in a margin right of them, clear of the bars' labels
@@ -234,7 +234,7 @@ def benchmark_bars_figure(table: ReportTable, baseline: Mapping[str, float | Non
         axes.set_xlim(-0.6, right)
         axes.set_title(f"{label}\n{scale.caption}", fontsize="medium")
         axes.grid(axis="y", alpha=0.3)
-    handles = [
+    handles: list[Artist] = [
         Patch(color=c, label=_row_label(table, row)) for row, c in zip(table.rows, colours, strict=True)
     ]
     if table.mode == "paper":
@@ -251,6 +251,8 @@ def benchmark_bars_figure(table: ReportTable, baseline: Mapping[str, float | Non
 def ablation_deltas_figure(table: ReportTable) -> Figure:
     """Bars of each row's difference to its group's reference row (an ablation view's `--group-by`), in points of
     each benchmark's maximum (points, for a percentage)."""
+    from matplotlib.container import BarContainer
+
     benchmarks = _measured_benchmarks(table)
     compared = [row for row in table.rows if not row.is_reference]
     figure = _new_figure(len(benchmarks), len(compared))
@@ -266,12 +268,15 @@ def ablation_deltas_figure(table: ReportTable) -> Figure:
     _grouped_bars(axes, benchmarks, series)
     scales = benchmark_scales(table)
     _benchmark_ticks(
-        axes, [b if scales[b].top == 100.0 else f"{b}\n(% of {_number(scales[b].top)})" for b in benchmarks]
+        figure,
+        axes,
+        [b if scales[b].top == 100.0 else f"{b}\n(% of {_number(scales[b].top)})" for b in benchmarks],
     )
     axes.axhline(0.0, color="black", linewidth=0.8)
     if _labels_fit(figure.get_figwidth() - 1.5, len(benchmarks), len(series), 0.8):
         for container in axes.containers:
-            axes.bar_label(container, fmt="%+.1f", fontsize="x-small", padding=2)
+            if isinstance(container, BarContainer):  # the bars of each series (all this axes holds)
+                axes.bar_label(container, fmt="%+.1f", fontsize="x-small", padding=2)
     if not series:
         axes.text(
             0.5,
@@ -295,15 +300,15 @@ def overview_figure(table: ReportTable) -> Figure:
     paper, else 100 = the best row on that benchmark. The axis starts at 0."""
     benchmarks = _measured_benchmarks(table)
     against_paper = table.mode == "paper"
-    best = {
-        b: max((row.cells[b].value for row in table.rows if row.cells[b].value is not None), default=None)
-        for b in benchmarks
-    }
+    best: dict[str, float | None] = {}
+    for b in benchmarks:
+        values = [row.cells[b].value for row in table.rows]
+        best[b] = max((v for v in values if v is not None), default=None)
     figure = _new_figure(len(benchmarks), len(table.rows))
     axes = figure.add_subplot()
     top = 100.0
     for row, colour in zip(table.rows, _colours(len(table.rows)), strict=False):
-        ys = []
+        ys: list[float] = []
         for b in benchmarks:
             cell = row.cells[b]
             base = cell.reference if against_paper else best[b]
@@ -312,7 +317,7 @@ def overview_figure(table: ReportTable) -> Figure:
         axes.plot(range(len(benchmarks)), ys, marker="o", label=_row_label(table, row), color=colour)
     axes.axhline(100.0, color="black", linewidth=0.8, linestyle="--")
     axes.set_ylim(0.0, top * 1.08)
-    _benchmark_ticks(axes, benchmarks)
+    _benchmark_ticks(figure, axes, benchmarks)
     reference = "the paper's number" if against_paper else "the best row"
     axes.set_title(_wrap(f"Overview: each benchmark as % of {reference}", figure))
     axes.set_xlabel("benchmark")

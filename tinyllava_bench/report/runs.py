@@ -1,11 +1,10 @@
 """Read run folders (results.json + samples_<task>.jsonl, see docs/run_folder.md) into plain objects and a tidy
-frame; also the paper's benchmark list and its scores, which every report view shares."""
+frame; also how a run's task fills a paper benchmark column (report.paper reads the paper's own scores)."""
 
 from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -306,67 +305,3 @@ def runs_to_frame(runs: Sequence[Run]) -> pd.DataFrame:
     columns = ["run", "model", "protocol", "task", "metric", "value", "headline", "n_samples", "n_errors"]
     columns += ["judge_model", "limit", *(f"card.{axis}" for axis in CARD_AXES)]
     return pd.DataFrame.from_records(records, columns=columns)
-
-
-@dataclass(frozen=True)
-class PaperRow:
-    """One row of paper_scores.csv: the variant's description and its published numbers by task column."""
-
-    variant: str
-    source: str
-    checkpoint: str | None
-    card: dict[str, Any]
-    scores: dict[str, float]
-
-
-def load_paper_scores(path: str | Path | None = None) -> list[PaperRow]:
-    """Read paper_scores.csv (the bundled copy unless `path` is given), empty cells left out of `scores`."""
-    import csv
-
-    from tinyllava_bench.paths import PAPER_SCORES_CSV
-
-    file = Path(path) if path is not None else PAPER_SCORES_CSV
-    if not file.is_file():
-        raise UserError(f"{file}: paper scores file not found; reinstall tinyllava-bench")
-    info_columns = {"variant", "source", "checkpoint", "recipe", "vision", "llm", "params_b", "resolution"}
-    rows = []
-    with file.open(newline="", encoding="utf-8") as handle:
-        for record in csv.DictReader(handle):
-            scores = {}
-            for column, text in record.items():
-                if column in info_columns or column is None or not (text or "").strip():
-                    continue
-                scores[column] = float(text)
-            card = {axis: (record.get(axis) or None) for axis in CARD_AXES}
-            rows.append(
-                PaperRow(
-                    variant=record["variant"],
-                    source=record.get("source") or "",
-                    checkpoint=record.get("checkpoint") or None,
-                    card=card,
-                    scores=scores,
-                )
-            )
-    return rows
-
-
-def paper_table_a1(rows: Sequence[PaperRow] | None = None) -> list[PaperRow]:
-    """The paper's Table A1: its 12 TinyLLaVA variants, in the paper's order."""
-    rows = load_paper_scores() if rows is None else rows
-    return [row for row in rows if re.search(r"\bTable A1\b", row.source)]
-
-
-def match_paper_row(run: Run, rows: Sequence[PaperRow]) -> PaperRow | None:
-    """The paper row a run compares with: card.paper_variant, else the model name (or its source) against the
-    `variant` or `checkpoint` column."""
-    wanted = run.card.get("paper_variant")
-    if wanted:
-        # A name the CSV lacks gives no match (the table says so) rather than a guess by model name.
-        return next((row for row in rows if row.variant == wanted), None)
-    for name in (run.model_name, run.model_source):
-        if not name:
-            continue
-        for row in rows:
-            if name in (row.variant, row.checkpoint):
-                return row
-    return None
