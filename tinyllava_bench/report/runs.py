@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tinyllava_bench.errors import UserError
-from tinyllava_bench.tasks.registry import Benchmark, benchmark_columns, metric_max, scored_max
+from tinyllava_bench.tasks.registry import Benchmark, metric_max, scored_max
 from tinyllava_bench.tasks.registry import headline as registry_headline
 
 if TYPE_CHECKING:
@@ -22,13 +22,6 @@ SUPPORTED_SCHEMA_VERSIONS = (1,)
 
 # The model-card keys an ablation view can vary (`report --group-by`).
 CARD_AXES = ("vision", "llm", "recipe", "data", "connector")
-
-
-def __getattr__(name: str) -> Any:
-    # PAPER_BENCHMARKS, kept for callers of the old constant: the registry's columns (tasks/*.yaml `benchmark`)
-    if name == "PAPER_BENCHMARKS":
-        return tuple(benchmark_columns())
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
