@@ -265,8 +265,8 @@ def _kinds(text: str, tolerance: dict[str, float]) -> list[tuple[str, float | No
                     kinds.append(("test detail", None))
                     continue
                 found = list(label_pattern.finditer(before))
-                label = found[-1].group() if found else None
-                kinds.append((label or "text", allowed(label, match.group())))
+                named = found[-1].group() if found else None
+                kinds.append((named or "text", allowed(named, match.group())))
         elif line.startswith("What it printed"):
             kinds += [("the run's setting or time", None)] * len(numbers)
         else:

@@ -149,6 +149,8 @@ class TinyLlava(nn.Module):
             text_embeds = embed(row_ids_t.clamp(min=0))
             pieces, label_pieces, start = [], [], 0
             for position in torch.nonzero(is_image).flatten().tolist():
+                if image_features is None:
+                    raise ValueError(f"prompt {row} has an image token but no image features were given")
                 pieces.append(text_embeds[start:position])
                 feature = image_features[image_index]
                 image_index += 1
@@ -250,14 +252,15 @@ class TinyLlava(nn.Module):
             if split is not None:
                 classes.setdefault(len(split.prefix), []).append(row)
         alone = [row for row, split in enumerate(splits) if split is None]
+        split_of = {row: split for row, split in enumerate(splits) if split is not None}
         for rows in classes.values():
-            keys = [(image_keys[r], splits[r].prefix) for r in rows]
+            keys = [(image_keys[r], split_of[r].prefix) for r in rows]
             if not self._prefill_prefixes(prefixes, keys, [images[r] for r in rows]):
                 alone.extend(rows)  # a cache that drops old tokens (sliding window) cannot be shared
                 continue
             embed = self.language_model.get_input_embeddings()
             suffixes = [
-                embed(torch.tensor(splits[r].suffix, dtype=torch.long, device=self.device)) for r in rows
+                embed(torch.tensor(split_of[r].suffix, dtype=torch.long, device=self.device)) for r in rows
             ]
             embeds, mask = suffix_inputs(suffixes, prefixes.length(keys[0]))
             cache = prefixes.expanded(keys, self.language_model.config)
