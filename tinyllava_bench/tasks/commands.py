@@ -186,8 +186,11 @@ def _score(args: argparse.Namespace, task: Any, predictions_path: Path, output: 
         judge,
         missing_as_wrong=args.missing_as_wrong,
     )
-    result["dataset"] = data.provenance()
-    result["predictions_file"] = str(predictions_path)
+    from tinyllava_bench.engine.schema import ScoreOutput
+
+    result = ScoreOutput.model_validate(
+        {**result, "dataset": data.provenance(), "predictions_file": str(predictions_path)}
+    ).dump()
     write_score_output(result, output)
     sys.stdout.write(_summary(result))
     if len(data) != task.size:
