@@ -52,15 +52,36 @@ def parse(model: type[R], data: Any, where: str | Path) -> R:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        field = ".".join(str(part) for part in error["loc"]) or "(the top level)"
-        got = error.get("input")
-        shown = repr(got) if not isinstance(got, (dict, list)) else f"a JSON {type(got).__name__}"
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        # one line: the first field at fault, with every type it could have been (a union tries each)
+        by_field: dict[str, list[Any]] = {}
+        for error in exc.errors():
+            by_field.setdefault(".".join(_field_path(data, error["loc"])), []).append(error)
+        field, errors = next(iter(by_field.items()))
+        wanted = " or ".join(dict.fromkeys(error["msg"].lower() for error in errors))
+        got = errors[0].get("input")
+        if errors[0]["type"] != "missing":
+            shown = repr(got) if not isinstance(got, (dict, list)) else f"a JSON {type(got).__name__}"
+            wanted += f", got {shown[:60]}"
+        more = f" (and {len(by_field) - 1} more field(s))" if len(by_field) > 1 else ""
         raise UserError(
-            f"{where}: field {field}: {error['msg'].lower()}, got {shown[:60]}{more} (docs/run_folder.md); "
+            f"{where}: field {field or '(the top level)'}: {wanted}{more} (docs/run_folder.md); "
             "fix the file, or move it away and rerun"
         ) from None
+
+
+def _field_path(data: Any, loc: tuple[Any, ...]) -> list[str]:
+    """The keys of `loc` that are in `data` (pydantic adds the union member it tried, e.g. `score.int`)."""
+    path = []
+    for part in loc:
+        in_dict = isinstance(data, dict) and part in data
+        in_list = isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)
+        if not (in_dict or in_list):
+            if isinstance(data, dict):  # a required key that is missing
+                path.append(str(part))
+            break
+        data = data[part]
+        path.append(str(part))
+    return path
 
 
 # ----- results.json ----------------------------------------------------------------------------------------------
