@@ -25,7 +25,8 @@ RESULTS_FILE = "results.json"
 # A JSON number that keeps its spelling: an int stays an int (0), a float a float (0.0), so a file read and written
 # again is the same bytes. Strict validation refuses a bool or a numeric string in its place.
 Number = Union[int, float]  # noqa: UP007 - the doc check reads this alias by name
-QuestionId = Union[str, int]  # noqa: UP007 - the dataset's own id: text or a number
+# the dataset's own id: text or a number, whatever type its id column has
+QuestionId = Union[str, int, float]  # noqa: UP007
 
 
 def samples_file_name(task: str, rank: int | None = None) -> str:
