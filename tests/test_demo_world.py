@@ -425,7 +425,7 @@ def test_blind_guesses_score_far_below_gold(data_roots: dict[str, Path], tmp_pat
 
 
 def test_training_data_is_llava_format_with_existing_images(tmp_path: Path) -> None:
-    from tinyllava_bench.train.data import conversation_turns
+    from tinyllava_bench.train.records import conversation_turns
 
     paths = write_training_data(tmp_path, n_pretrain=12, n_finetune=60, seed=0)
     folder = paths["image_folder"]

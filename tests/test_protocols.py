@@ -27,8 +27,7 @@ def test_mmvet_differences_exactly():
         ("generation", "decoding (temperature > 0 samples)", "greedy", "sampling, seeded by --seed"),
         (
             "scorer",
-            "metrics/mmvet.py: MM-Vet: the GPT judge's prompt and reply parsing, and the aggregation of its "
-            "per-sample scores",
+            "metrics/mmvet.py: MM-Vet: the GPT judge's reply parsing and the aggregation of its per-sample scores",
             "official rules",
             "lmms-eval rules",
         ),

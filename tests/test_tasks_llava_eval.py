@@ -510,7 +510,7 @@ def test_mme_folder_also_seen_as_mme_is_still_llavas(llava_eval: Path) -> None:
 
 
 def test_the_hub_stays_the_default_and_own_layout_wins(llava_eval: Path, tmp_path: Path) -> None:
-    from tinyllava_bench.tasks.data import resolve_data_source
+    from tinyllava_bench.tasks.data_source import resolve_data_source
 
     assert resolve_data_source("pope").kind == "hub"
     assert resolve_data_source("pope", data_root=llava_eval).kind == "llava_eval"

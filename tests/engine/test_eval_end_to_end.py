@@ -9,7 +9,10 @@ import pytest
 
 from tests.judge_server import JudgeServer
 from tinyllava_bench.cli import main
-from tinyllava_bench.engine.runner import ALL_TASKS
+from tinyllava_bench.tasks.registry import all_tasks
+
+# what `--tasks all` runs (the registry's in_all tasks)
+ALL_TASKS = all_tasks()
 
 SHORT = ["--task-options", "generation.max_new_tokens=12", "--batch-size", "4", "--num-workers", "0"]
 

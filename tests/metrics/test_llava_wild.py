@@ -1,17 +1,13 @@
-"""LLaVA-Bench-in-the-Wild: judge messages, review parsing, and the relative-score summary with its quirks."""
+"""LLaVA-Bench-in-the-Wild: review parsing, and the relative-score summary with its quirks."""
 
-import json
 
 import pytest
 
 from tinyllava_bench.metrics.llava_wild import (
-    build_llava_wild_judge_messages,
-    load_judge_spec,
     parse_llava_review,
     review_is_valid,
     score,
 )
-from tinyllava_bench.paths import PROTOCOL_DIR
 
 ROW = {
     "question_id": 0,
@@ -40,49 +36,6 @@ ROW = {
 def test_parse_review(review, official, lmms):
     assert parse_llava_review(review) == official
     assert parse_llava_review(review, "lmms-eval") == lmms
-
-
-def test_official_messages_bytes():
-    spec = json.loads((PROTOCOL_DIR / "llava_wild_judge.json").read_text(encoding="utf-8"))
-    rule = spec["rules"]["llava_bench_conv"]["prompt"]
-    messages = build_llava_wild_judge_messages(ROW, "It is a dog {x}.")
-    assert messages[0] == {
-        "role": "system",
-        "content": "You are a helpful and precise assistant for checking the quality of the answer.",
-    }
-    assert messages[1]["role"] == "user"
-    assert messages[1]["content"] == (
-        "[Context]\nA dog on a sofa.\n\n[Question]\nWhat is {odd} here?\n\n"
-        "[Assistant 1]\nA dog.\n\n[End of Assistant 1]\n\n"
-        "[Assistant 2]\nIt is a dog {x}.\n\n[End of Assistant 2]\n\n"
-        f"[System]\n{rule}\n\n"
-    )
-    assert build_llava_wild_judge_messages(ROW, "p", spec) == build_llava_wild_judge_messages(ROW, "p")
-
-
-def test_caption_list_and_bare_rule_table():
-    row = dict(ROW, caption=["line one", "line two"], category="detail")
-    rules = {"llava_bench_detail": {"role": "Judge", "prompt": "Rate them."}}
-    content = build_llava_wild_judge_messages(row, "p", rules)[1]["content"]
-    assert content.startswith("[Context]\nline one\nline two\n\n")
-    assert "[Judge 2]\np\n\n[End of Judge 2]\n\n[System]\nRate them.\n\n" in content
-
-
-def test_lmms_eval_messages_have_no_system_turn_and_tolerate_unknown_categories():
-    official = build_llava_wild_judge_messages(ROW, "p")
-    lmms = build_llava_wild_judge_messages(ROW, "p", protocol="lmms-eval")
-    assert lmms == [official[1]]
-    odd = dict(ROW, category="poetry")
-    with pytest.raises(ValueError, match="no judge rule"):
-        build_llava_wild_judge_messages(odd, "p")
-    content = build_llava_wild_judge_messages(odd, "p", protocol="lmms-eval")[0]["content"]
-    assert content.endswith("[user 2]\np\n\n[End of user 2]\n\n[System]\n\n\n")
-
-
-def test_bundled_spec_is_a_private_copy():
-    spec = load_judge_spec()
-    spec["rules"].clear()
-    assert "llava_bench_conv" in load_judge_spec()["rules"]
 
 
 def _rows(categories):

@@ -1,41 +1,14 @@
-"""MM-Vet: judge prompt bytes, judge reply parsing, and aggregation with the official rounding."""
+"""MM-Vet: judge reply parsing, and aggregation with the official rounding."""
 
 import math
 
 import pytest
 
 from tinyllava_bench.metrics.mmvet import (
-    RETRY_SUFFIX,
-    build_mmvet_judge_message,
     capabilities_of,
-    fewshot_prompt,
     parse_mmvet_score,
     score,
 )
-from tinyllava_bench.paths import PROTOCOL_DIR
-
-
-def test_official_message_bytes():
-    prompt = (PROTOCOL_DIR / "mmvet_judge_fewshot_prompt.txt").read_text(encoding="utf-8")
-    message = build_mmvet_judge_message("What is x?", "-1<AND>-5<OR>3", "x = 3")
-    assert message == prompt + "\nWhat is x? | -1 <AND> -5 <OR> 3 | x = 3 | "
-    assert prompt.endswith("| 1.0\n")  # so the row follows one blank line after the table
-    retry = build_mmvet_judge_message("What is x?", "-1", "x = 3", retry=True)
-    assert retry.endswith(" | x = 3 | \nPredict the correctness of the answer (digit): ")
-    assert RETRY_SUFFIX == "\nPredict the correctness of the answer (digit): "
-
-
-def test_lmms_eval_message_differs():
-    official = fewshot_prompt("official")
-    lmms = fewshot_prompt("lmms-eval")
-    assert "correctness score.\n\nQuestion | Ground truth | Prediction | Correctness\n" in official
-    assert "correctness score.\ngpt_query_prompt | Ground truth | Prediction | Correctness\n" in lmms
-    assert len(lmms) == len(official) + 7
-    message = build_mmvet_judge_message("What is x?", "-1<AND>-5", "x = 3", "lmms-eval")
-    assert message == lmms + "\nWhat is x? | -1 <AND> -5 | x = 3 |"
-    assert build_mmvet_judge_message("q", "a", "p", "lmms-eval", retry=True) == message.replace(
-        "What is x? | -1 <AND> -5 | x = 3 |", "q | a | p |"
-    )
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,12 @@ import pytest
 
 from tinyllava_bench.cli import main
 from tinyllava_bench.errors import UserError
-from tinyllava_bench.models.zoo import BENCHMARKS, _read_card, card_for_checkpoint, find_card, list_cards
+from tinyllava_bench.models.zoo import _read_card, card_for_checkpoint, find_card, list_cards
 from tinyllava_bench.paths import PAPER_SCORES_CSV, REPO_ROOT
+from tinyllava_bench.tasks.registry import paper_columns
+
+# the card score keys: the paper columns the task YAMLs name
+BENCHMARKS = paper_columns()
 
 # the project's shared reference copy (shared/ sits beside the checkout, in CI too); the package ships its own copy,
 # which must not drift from it

@@ -9,7 +9,8 @@ from PIL import Image
 import tinyllava_bench
 from tinyllava_bench.metrics import score_task
 from tinyllava_bench.train.plan import build_plan
-from tinyllava_bench.train.trainer import TRAINING_RECORD, run_training
+from tinyllava_bench.train.stage_folder import TRAINING_RECORD
+from tinyllava_bench.train.trainer import run_training
 
 from .conftest import COLOURS, QUESTION, run_options, write_colour_data, write_config
 

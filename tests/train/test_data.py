@@ -14,7 +14,12 @@ from tinyllava_bench.models.templates import get_template
 from tinyllava_bench.models.tiny import build_tokenizer
 from tinyllava_bench.models.tokenization import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from tinyllava_bench.train import data as train_data
-from tinyllava_bench.train.data import ConversationCollator, build_dataset, fit_to_length, safe_image_path
+from tinyllava_bench.train import encoding as train_encoding
+from tinyllava_bench.train import records as train_records
+from tinyllava_bench.train.collator import ConversationCollator
+from tinyllava_bench.train.data import build_dataset
+from tinyllava_bench.train.encoding import fit_to_length
+from tinyllava_bench.train.image_checks import safe_image_path
 
 IMAGE_TOKENS = 4
 ANSWERS = ("two circles", "yes")
@@ -195,11 +200,11 @@ def test_records_set_aside_are_counted_with_reasons(tmp_path):
     report = dataset.report
     assert report.records == 7 and report.kept == 2 and (report.with_images, report.text_only) == (1, 1)
     assert report.skipped == {
-        train_data.SKIP_MALFORMED: 2,
-        train_data.SKIP_PLACEHOLDERS: 2,
-        train_data.SKIP_MISSING_IMAGE: 1,
+        train_encoding.SKIP_MALFORMED: 2,
+        train_encoding.SKIP_PLACEHOLDERS: 2,
+        train_encoding.SKIP_MISSING_IMAGE: 1,
     }
-    assert report.skipped_examples[train_data.SKIP_MISSING_IMAGE] == ["missing"]
+    assert report.skipped_examples[train_encoding.SKIP_MISSING_IMAGE] == ["missing"]
     assert dataset.sample_ids == ["mm", "txt"]
     assert "set aside" in report.summary()
 
@@ -216,7 +221,7 @@ def test_leading_assistant_turn_is_dropped(tmp_path):
 
 def test_caption_stage_sets_text_only_aside(tmp_path):
     dataset = _dataset(tmp_path, [dict(CONVERSATION), TEXT_ONLY], "pretrain", caption=True)
-    assert dataset.report.skipped == {train_data.SKIP_NO_IMAGE_IN_CAPTION_STAGE: 1}
+    assert dataset.report.skipped == {train_encoding.SKIP_NO_IMAGE_IN_CAPTION_STAGE: 1}
 
 
 def test_nothing_left_is_an_error(tmp_path):
@@ -242,23 +247,23 @@ def test_bad_files(tmp_path):
     path = tmp_path / "d.json"
     path.write_text("{not json")
     with pytest.raises(UserError, match="not valid JSON"):
-        train_data.read_records(path)
+        train_records.read_records(path)
     path.write_text(json.dumps({"id": 1}))
     with pytest.raises(UserError, match="JSON list"):
-        train_data.read_records(path)
+        train_records.read_records(path)
     with pytest.raises(UserError, match="no such data file"):
-        train_data.read_records(tmp_path / "none.json")
+        train_records.read_records(tmp_path / "none.json")
     jsonl = tmp_path / "d.jsonl"
     jsonl.write_text(json.dumps(TEXT_ONLY) + "\n\n" + json.dumps(TEXT_ONLY) + "\n")
-    assert len(train_data.read_records(jsonl)) == 2
+    assert len(train_records.read_records(jsonl)) == 2
 
 
 def test_fingerprint_follows_the_content(tmp_path):
     path = _write(tmp_path, [TEXT_ONLY])
-    first = train_data.file_fingerprint(path)
-    assert first.startswith("sha256:") and first == train_data.file_fingerprint(path)
+    first = train_records.file_fingerprint(path)
+    assert first.startswith("sha256:") and first == train_records.file_fingerprint(path)
     path.write_text(json.dumps([TEXT_ONLY, TEXT_ONLY]))
-    assert train_data.file_fingerprint(path) != first
+    assert train_records.file_fingerprint(path) != first
 
 
 def test_collator_orders_images_by_sample(tmp_path):

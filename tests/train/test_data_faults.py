@@ -16,8 +16,11 @@ from tinyllava_bench.errors import UserError
 from tinyllava_bench.models.preprocess import preprocessor_for
 from tinyllava_bench.models.templates import get_template
 from tinyllava_bench.models.tiny import build_tokenizer
-from tinyllava_bench.train import data as train_data
-from tinyllava_bench.train.data import ConversationCollator, build_dataset, read_records, safe_image_path
+from tinyllava_bench.train import encoding as train_encoding
+from tinyllava_bench.train.collator import ConversationCollator
+from tinyllava_bench.train.data import build_dataset
+from tinyllava_bench.train.image_checks import safe_image_path
+from tinyllava_bench.train.records import read_records
 
 QUESTION = "<image>\nWhat color is it?"
 
@@ -72,7 +75,7 @@ def test_unreadable_images_are_set_aside_with_id_and_reason(tmp_path, images):
     dataset = _build(tmp_path, records)
     report = dataset.report.to_dict()
     assert dataset.sample_ids == ["ok"]
-    assert report["skipped"] == {train_data.SKIP_UNREADABLE_IMAGE: 4}
+    assert report["skipped"] == {train_encoding.SKIP_UNREADABLE_IMAGE: 4}
     assert {e["id"]: e["image"] for e in report["image_errors"]} == {f"bad-{n}": n for n in bad}
     reasons = {e["image"]: e["reason"] for e in report["image_errors"]}
     assert "pixels" in reasons["bomb.png"] and "0 bytes" in reasons["empty.png"]
@@ -91,14 +94,14 @@ def test_an_image_broken_after_preparation_is_skipped_and_named(tmp_path, images
 def test_the_cache_is_keyed_by_the_images(tmp_path, images):
     records = [_record("a", "good.png"), _record("b", "garbage.png")]
     first = _build(tmp_path, records, cache=True)
-    assert first.report.skipped == {train_data.SKIP_UNREADABLE_IMAGE: 1}
+    assert first.report.skipped == {train_encoding.SKIP_UNREADABLE_IMAGE: 1}
     # the advised fix for a corrupt image: replace it, or remove it
     (images / "garbage.png").write_bytes(_png((200, 10, 10)))
     fixed = _build(tmp_path, records, cache=True)
     assert fixed.sample_ids == ["a", "b"] and fixed.report.skipped == {}
     (images / "good.png").unlink()
     removed = _build(tmp_path, records, cache=True)
-    assert removed.sample_ids == ["b"] and removed.report.skipped == {train_data.SKIP_MISSING_IMAGE: 1}
+    assert removed.sample_ids == ["b"] and removed.report.skipped == {train_encoding.SKIP_MISSING_IMAGE: 1}
     again = _build(tmp_path, records, cache=True)  # nothing changed: read back
     assert again.sample_ids == ["b"]
 
@@ -112,8 +115,8 @@ def test_odd_records_are_set_aside_not_a_traceback(tmp_path, images):
     ]
     dataset = _build(tmp_path, records)
     assert dataset.sample_ids == ["ok"]
-    assert dataset.report.skipped == {train_data.SKIP_BAD_IMAGE_FIELD: 2, train_data.SKIP_BAD_TEXT: 1}
-    assert dataset.report.skipped_examples[train_data.SKIP_BAD_IMAGE_FIELD] == ["number", "mapping"]
+    assert dataset.report.skipped == {train_encoding.SKIP_BAD_IMAGE_FIELD: 2, train_encoding.SKIP_BAD_TEXT: 1}
+    assert dataset.report.skipped_examples[train_encoding.SKIP_BAD_IMAGE_FIELD] == ["number", "mapping"]
 
 
 def test_a_truncated_jsonl_line_names_its_own_line(tmp_path):

@@ -11,7 +11,7 @@ import sys
 import torch
 
 import tinyllava_bench
-from tinyllava_bench.train.trainer import TRAINING_RECORD
+from tinyllava_bench.train.stage_folder import TRAINING_RECORD
 
 from .conftest import write_colour_data, write_config
 

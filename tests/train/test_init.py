@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from tinyllava_bench.errors import UserError
 from tinyllava_bench.train.init import build_initial_model
 from tinyllava_bench.train.recipes import get_recipe
-from tinyllava_bench.train.trainer import enable_activation_checkpointing
+from tinyllava_bench.train.run_settings import enable_activation_checkpointing
 
 
 def _saved(folder) -> dict[str, torch.Tensor]:

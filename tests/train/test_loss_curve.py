@@ -11,7 +11,8 @@ from PIL import Image
 
 from tinyllava_bench.errors import UserError
 from tinyllava_bench.train.loss_curve import LOSS_CURVE, POINTS_KEY, draw_loss_curve
-from tinyllava_bench.train.trainer import TRAINING_RECORD, run_training
+from tinyllava_bench.train.stage_folder import TRAINING_RECORD
+from tinyllava_bench.train.trainer import run_training
 
 from .conftest import CrashAt, checkpointed_pretrain_plan, write_colour_data
 

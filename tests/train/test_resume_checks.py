@@ -11,9 +11,10 @@ from transformers import TrainerCallback
 
 import tinyllava_bench
 from tinyllava_bench.errors import UserError
-from tinyllava_bench.train.data import SKIP_IMAGE_FAILED_IN_TRAINING
+from tinyllava_bench.train.encoding import SKIP_IMAGE_FAILED_IN_TRAINING
 from tinyllava_bench.train.resume import usable_checkpoint
-from tinyllava_bench.train.trainer import CHECKPOINTS, TRAINABLE_WEIGHTS, TRAINING_RECORD, run_training
+from tinyllava_bench.train.stage_folder import CHECKPOINTS, TRAINABLE_WEIGHTS, TRAINING_RECORD
+from tinyllava_bench.train.trainer import run_training
 
 from .conftest import CrashAt, checkpointed_pretrain_plan, write_colour_data
 

@@ -12,14 +12,8 @@ import tinyllava_bench
 from tinyllava_bench.cli import main
 from tinyllava_bench.errors import UserError
 from tinyllava_bench.train.plan import build_plan
-from tinyllava_bench.train.trainer import (
-    CHECKPOINTS,
-    TRAINABLE_WEIGHTS,
-    TRAINING_RECORD,
-    initial_model,
-    is_complete,
-    run_training,
-)
+from tinyllava_bench.train.stage_folder import CHECKPOINTS, TRAINABLE_WEIGHTS, TRAINING_RECORD, is_complete
+from tinyllava_bench.train.trainer import initial_model, run_training
 
 from .conftest import CrashAt, run_options, write_colour_data, write_config
 

@@ -37,7 +37,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "eval", help="evaluate a model on benchmark tasks (batched, resumable, data-parallel)"
     )
     p.add_argument("--model", required=True, help="zoo name, hub id or local checkpoint folder")
-    p.add_argument("--tasks", required=True, help="comma-separated task names, or all")
+    p.add_argument(
+        "--tasks",
+        required=True,
+        help="comma-separated task names or aliases (see `tinyllava-bench tasks`), or all",
+    )
     p.add_argument("--output", default=None, help="run folder (default: results/<model>)")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N rows of each task")
     p.add_argument(

@@ -52,9 +52,6 @@ from tinyllava_bench.errors import EXIT_INCOMPLETE, EXIT_OK, UserError
 from tinyllava_bench.judge.redaction import redact_url
 from tinyllava_bench.threads import threads_record
 
-# `--tasks all`: the paper's eight benchmarks (VQAv2 scored locally on val; test-dev is its own task)
-ALL_TASKS = ("vqav2", "gqa", "scienceqa_img", "textvqa", "mmvet", "pope", "llava_wild", "mme")
-
 
 @dataclass
 class EvalConfig:
@@ -90,10 +87,15 @@ class EvalConfig:
 
 
 def expand_tasks(spec: str | list[str]) -> list[str]:
+    """Task names from `--tasks`: `all` (the registry's `in_all` tasks, in paper order), aliases as their task's
+    name, a path to a task YAML as given."""
+    from tinyllava_bench.tasks.registry import all_tasks, resolve_alias
+
     names = spec.split(",") if isinstance(spec, str) else list(spec)
     out: list[str] = []
     for name in (n.strip() for n in names if n.strip()):
-        for task in ALL_TASKS if name == "all" else (name,):
+        is_file = Path(name).suffix in (".yaml", ".yml") and Path(name).is_file()
+        for task in all_tasks() if name == "all" else (name if is_file else resolve_alias(name),):
             if task not in out:
                 out.append(task)
     if not out:

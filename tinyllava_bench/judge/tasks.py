@@ -13,6 +13,11 @@ from typing import Any, TypeVar
 
 from tinyllava_bench.errors import UserError
 from tinyllava_bench.judge.client import JudgeClient, JudgeReply
+from tinyllava_bench.judge.prompts import (
+    build_llava_wild_judge_messages,
+    build_mmvet_judge_message,
+    load_llava_wild_judge_spec,
+)
 from tinyllava_bench.judge.settings import JudgeSettings, resolve_judge_settings
 from tinyllava_bench.metrics import PROTOCOLS
 from tinyllava_bench.metrics.llava_wild import (
@@ -20,12 +25,10 @@ from tinyllava_bench.metrics.llava_wild import (
 )
 from tinyllava_bench.metrics.llava_wild import (
     FAILED_REVIEW,
-    build_llava_wild_judge_messages,
-    load_judge_spec,
     parse_llava_review,
     review_is_valid,
 )
-from tinyllava_bench.metrics.mmvet import build_mmvet_judge_message, parse_mmvet_score
+from tinyllava_bench.metrics.mmvet import parse_mmvet_score
 
 MMVET_LMMS_EVAL_EMPTY_PATIENCE = 3  # get_chat_response asks this many times while the answer is empty
 MMVET_TEMPERATURE_STEP = 0.5  # both MM-Vet graders raise the temperature by this much per re-ask
@@ -58,10 +61,13 @@ class JudgeOutcome:
 
 
 def default_judge_model(task: str, protocol: str = "official") -> str:
-    """The judge model tasks/<task>.yaml names for `protocol` ("mmvet" or "llava_wild")."""
+    """The judge model tasks/<task>.yaml names for `protocol` (a judged task: its YAML has a `judge:` block)."""
+    from tinyllava_bench.tasks.registry import list_tasks, load_task
+
     _check_protocol(protocol)
-    if task not in ("mmvet", "llava_wild"):
-        raise UserError(f"no judge for task {task!r}: use 'mmvet' or 'llava_wild'.")
+    if not load_task(task).judged:
+        judged = ", ".join(t.name for t in list_tasks() if t.judged)
+        raise UserError(f"no judge for task {task!r}: use one of {judged}.")
     return resolve_judge_settings(task, protocol).model
 
 
@@ -249,7 +255,7 @@ def judge_llava_wild(
     """
     _check_protocol(protocol)
     _require_columns(rows, ("question", "caption", "gpt_answer", "category"), "LLaVA-Bench-in-the-Wild")
-    rule_table = load_judge_spec()["rules"] if rules is None else rules.get("rules", rules)
+    rule_table = load_llava_wild_judge_spec()["rules"] if rules is None else rules.get("rules", rules)
     # Check every category before paying for any request: the official script asserts mid-run, and lmms-eval
     # would silently send an empty rule.
     for row in rows:

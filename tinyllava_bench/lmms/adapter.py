@@ -20,6 +20,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from tinyllava_bench.errors import UserError
+from tinyllava_bench.lmms.arguments import boolean, number, positive_int, stop_strings, whole_number
 from tinyllava_bench.models.loading import LOAD_OVERRIDES
 from tinyllava_bench.models.sampling import Sampling, sample_seed
 from tinyllava_bench.models.templates import IMAGE_PLACEHOLDER
@@ -107,14 +108,14 @@ class TinyLlavaBench(lmms):
             raise UserError(
                 f"tinyllava_bench: multi_image={multi_image!r}; use one of {', '.join(MULTI_IMAGE_RULES)}"
             )
-        self._batch_size = _positive_int(batch_size, "batch_size")
-        self.default_max_new_tokens = _positive_int(max_new_tokens, "max_new_tokens")
-        self.cut_at_until = _boolean(cut_at_until, "cut_at_until")
+        self._batch_size = positive_int(batch_size, "batch_size")
+        self.default_max_new_tokens = positive_int(max_new_tokens, "max_new_tokens")
+        self.cut_at_until = boolean(cut_at_until, "cut_at_until")
         if (
             "trust_remote_code" in overrides
         ):  # model_args is text: "false" must mean False, never bool("false")
-            overrides["trust_remote_code"] = _boolean(overrides["trust_remote_code"], "trust_remote_code")
-        self.seed = _whole_number(seed, "seed")
+            overrides["trust_remote_code"] = boolean(overrides["trust_remote_code"], "trust_remote_code")
+        self.seed = whole_number(seed, "seed")
         self.multi_image = multi_image
         self._warned: set[str] = set()
 
@@ -221,7 +222,7 @@ class TinyLlavaBench(lmms):
             image = self.document_image(doc_to_visual, doc_id, task, split)
             ids = self.encode_text(self.render_prompt(context, with_image=image is not None))
             rows.append(_Row(index, ids, image, seed=sample_seed(self.seed, task, doc_id)))
-            stops.append(_stop_strings(gen_kwargs.get("until")))
+            stops.append(stop_strings(gen_kwargs.get("until")))
             settings.append(self._decoding(task, gen_kwargs))
 
         answers: list[str] = [""] * len(requests)
@@ -253,10 +254,10 @@ class TinyLlavaBench(lmms):
     def _decoding(self, task: str, gen_kwargs: dict[str, Any]) -> tuple[int, float, float | None]:
         """(max_new_tokens, temperature, top_p) read from a request as lmms-eval's tinyllava reads them."""
         value = gen_kwargs.get("max_new_tokens")
-        budget = self.default_max_new_tokens if value is None else _positive_int(value, "max_new_tokens")
-        temperature = _number(gen_kwargs.get("temperature", 0) or 0, "temperature")
+        budget = self.default_max_new_tokens if value is None else positive_int(value, "max_new_tokens")
+        temperature = number(gen_kwargs.get("temperature", 0) or 0, "temperature")
         top_p = gen_kwargs.get("top_p")
-        top_p = None if top_p is None else _number(top_p, "top_p")
+        top_p = None if top_p is None else number(top_p, "top_p")
         if temperature < 0 or (top_p is not None and not 0 < top_p <= 1):
             raise UserError(
                 f"tinyllava_bench: task {task} asks for temperature={temperature}, top_p={top_p}; "
@@ -370,41 +371,6 @@ class TinyLlavaBench(lmms):
             logger.warning(f"tinyllava_bench: {message}")
 
 
-def _positive_int(value: Any, name: str) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        number = 0
-    if number < 1 or str(number) != str(value).strip():
-        raise UserError(f"tinyllava_bench: {name}={value!r}; give a positive whole number")
-    return number
-
-
-def _whole_number(value: Any, name: str) -> int:
-    try:
-        return int(str(value).strip())
-    except ValueError:
-        raise UserError(f"tinyllava_bench: {name}={value!r}; give a whole number") from None
-
-
-def _number(value: Any, name: str) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise UserError(f"tinyllava_bench: generation_kwargs {name}={value!r}; give a number") from None
-
-
-def _boolean(value: Any, name: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes"):
-        return True
-    if text in ("false", "0", "no"):
-        return False
-    raise UserError(f"tinyllava_bench: {name}={value!r}; give true or false")
-
-
 def _flatten(visuals: Any) -> Iterator[Any]:
     if visuals is None:
         return
@@ -413,18 +379,6 @@ def _flatten(visuals: Any) -> Iterator[Any]:
             yield from _flatten(item)
     else:
         yield visuals
-
-
-def _stop_strings(until: Any) -> list[str]:
-    if until is None:
-        return []
-    if isinstance(until, str):
-        until = [until]
-    if not isinstance(until, (list, tuple)) or not all(isinstance(s, str) for s in until):
-        raise UserError(
-            f"tinyllava_bench: generation_kwargs until={until!r}; give a string or a list of strings"
-        )
-    return [s for s in until if s]
 
 
 def _cut_at_stop(text: str, stops: Sequence[str]) -> str:

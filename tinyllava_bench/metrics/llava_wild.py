@@ -1,13 +1,12 @@
-"""LLaVA-Bench-in-the-Wild: the GPT judge's messages, review parsing, and the relative-score summary.
+"""LLaVA-Bench-in-the-Wild: the GPT judge's review parsing and the relative-score summary.
 
 `official` is LLaVA's eval_gpt_review_bench.py + summarize_gpt_review.py (TinyLLaVA's copies are the same);
-`lmms-eval` is lmms-eval 0.7.3 llava-in-the-wild utils. The judge calls themselves live in the judge layer.
+`lmms-eval` is lmms-eval 0.7.3 llava-in-the-wild utils. The judge's messages (judge/prompts.py) and
+calls (judge/tasks.py) live in the judge layer.
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -16,7 +15,6 @@ import numpy as np
 
 from tinyllava_bench.metrics import PROTOCOLS, TaskScore
 
-JUDGE_FILE = "llava_wild_judge.json"
 CATEGORIES = ("conv", "detail", "complex")
 # What both graders average in for a review they cannot read; the judge layer also gives it to a review whose
 # scores fall outside SCORE_RANGE, once its re-asks are spent, and counts each as a judge failure.
@@ -28,18 +26,6 @@ SCORE_RANGE = (1.0, 10.0)
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 # lmms-eval marks "not this category" with this pair and drops any pair holding it from every mean
 _LMMS_EVAL_SKIP = -999
-
-
-@functools.cache
-def _bundled_judge_spec() -> dict[str, Any]:
-    from tinyllava_bench.paths import PROTOCOL_DIR
-
-    return json.loads((PROTOCOL_DIR / JUDGE_FILE).read_text(encoding="utf-8"))
-
-
-def load_judge_spec() -> dict[str, Any]:
-    """The bundled judge prompts: system_message, user_content_layout, rules per `llava_bench_<category>`."""
-    return json.loads(json.dumps(_bundled_judge_spec()))
 
 
 def parse_llava_review(text: str | None, protocol: str = "official") -> list[float]:
@@ -67,45 +53,6 @@ def review_is_valid(pair: Sequence[float]) -> bool:
     """Whether a parsed review holds two scores within SCORE_RANGE (False for [-1, -1], "100 -5", nan)."""
     low, high = SCORE_RANGE
     return len(pair) == 2 and all(low <= value <= high for value in pair)
-
-
-def _caption_text(caption: Any) -> str:
-    return "\n".join(caption) if isinstance(caption, list) else caption
-
-
-def build_llava_wild_judge_messages(
-    row: Mapping[str, Any],
-    prediction: str,
-    rules: Mapping[str, Any] | None = None,
-    protocol: str = "official",
-) -> list[dict[str, str]]:
-    """The chat messages the judge gets for one row (reference = the row's gpt_answer, Assistant 2 = ours).
-
-    `rules` is the llava_wild_judge.json content (default: the bundled file) or a bare LLaVA rule.json
-    table keyed `llava_bench_<category>`. official: system + user message; lmms-eval: the user message only.
-    """
-    spec = dict(_bundled_judge_spec())
-    if rules is not None:
-        spec = {**spec, **rules} if "rules" in rules else {**spec, "rules": rules}
-    category = "llava_bench_" + str(row.get("category", ""))
-    if protocol == "lmms-eval":
-        rule = spec["rules"].get(category, {})
-        role, rule_prompt = rule.get("role", "user"), rule.get("prompt", "")
-    else:
-        if category not in spec["rules"]:
-            raise ValueError(f"LLaVA-W category {row.get('category')!r} has no judge rule {category!r}")
-        role, rule_prompt = spec["rules"][category]["role"], spec["rules"][category]["prompt"]
-    content = spec["user_content_layout"].format(
-        caption=_caption_text(row.get("caption", [])),
-        question=row.get("question", ""),
-        role=role,
-        reference_answer=row.get("gpt_answer", ""),
-        model_answer=prediction,
-        rule_prompt=rule_prompt,
-    )
-    if protocol == "lmms-eval":
-        return [{"role": "user", "content": content}]
-    return [{"role": "system", "content": spec["system_message"]}, {"role": "user", "content": content}]
 
 
 def _summary(pairs: Sequence[Sequence[float]]) -> tuple[float, float, float] | None:

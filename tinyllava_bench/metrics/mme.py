@@ -24,6 +24,8 @@ PERCEPTION_SUBTASKS = (
     "OCR",
 )
 COGNITION_SUBTASKS = ("commonsense_reasoning", "numerical_calculation", "text_translation", "code_reasoning")
+# the subtasks each summed metric adds (tasks/mme.yaml `metric_sums` names these groups)
+SUBTASK_GROUPS = {"perception": PERCEPTION_SUBTASKS, "cognition": COGNITION_SUBTASKS}
 
 
 def _first_four_rule(answer: str) -> str:

@@ -1,12 +1,12 @@
-"""MM-Vet: the GPT judge's prompt and reply parsing, and the aggregation of its per-sample scores.
+"""MM-Vet: the GPT judge's reply parsing and the aggregation of its per-sample scores.
 
 `official` is yuweihao/MM-Vet's mm-vet_evaluator.py (also behind its online grader); `lmms-eval` is
-lmms-eval 0.7.x mmvet utils. The judge calls themselves live in the judge layer.
+lmms-eval 0.7.x mmvet utils. The judge's prompt (judge/prompts.py) and calls (judge/tasks.py) live in the
+judge layer.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -15,52 +15,15 @@ import numpy as np
 from tinyllava_bench.metrics import PROTOCOLS, TaskScore
 
 CAPABILITIES = ("rec", "ocr", "know", "gen", "spat", "math")
-FEWSHOT_PROMPT_FILE = "mmvet_judge_fewshot_prompt.txt"
-# appended to the user message when the official grader asks again after an unreadable reply
-RETRY_SUFFIX = "\nPredict the correctness of the answer (digit): "
 # the official grader reports means rounded (numpy's rounding) to this many decimals
 OFFICIAL_DECIMAL_PLACES = 1
 
 # How each grader re-asks (the judge layer runs it; model, temperature, max_tokens and the number of re-asks are
-# in tasks/mmvet.yaml `judge:`). Official: each re-ask adds RETRY_SUFFIX; the first still uses the start
-# temperature, then +0.5 per re-ask; the answer to the last re-ask is never read and the score is 0.0.
+# in tasks/mmvet.yaml `judge:`). Official: each re-ask adds judge/prompts.py's MMVET_RETRY_SUFFIX; the first
+# still uses the start temperature, then +0.5 per re-ask; the answer to the last re-ask is never read and the score is 0.0.
 # lmms-eval: same message on a re-ask; an unreadable answer raises the temperature by 0.5 (0.0 once it reaches
 # 2.0), a number outside [0, 1] is asked again at the same temperature, an empty answer (after 3 tries) is 0.0.
 # Every such 0.0 is a judge failure: scored as the grader scores it, and counted.
-
-
-@functools.cache
-def fewshot_prompt(protocol: str = "official") -> str:
-    """The few-shot grading prompt, byte-exact for the protocol."""
-    from tinyllava_bench.paths import PROTOCOL_DIR
-
-    text = (PROTOCOL_DIR / FEWSHOT_PROMPT_FILE).read_text(encoding="utf-8")
-    if protocol == "official":
-        return text
-    if protocol != "lmms-eval":
-        raise ValueError(f"unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}")
-    # lmms-eval's copy drops the blank line before the table and names the first column "gpt_query_prompt"
-    official_header = "correctness score.\n\nQuestion | Ground truth"
-    if official_header not in text:
-        raise RuntimeError(f"{FEWSHOT_PROMPT_FILE} no longer holds the official table header")
-    return text.replace(official_header, "correctness score.\ngpt_query_prompt | Ground truth", 1)
-
-
-def _spaced_answer(gt_answer: str) -> str:
-    return gt_answer.replace("<AND>", " <AND> ").replace("<OR>", " <OR> ")
-
-
-def build_mmvet_judge_message(
-    question: str, gt_answer: str, prediction: str, protocol: str = "official", retry: bool = False
-) -> str:
-    """The judge's user message; `retry=True` gives the official grader's message for a re-ask."""
-    if protocol == "lmms-eval":
-        # lmms-eval ends the row with " |" (no trailing space) and re-asks with the same message
-        return f"{fewshot_prompt(protocol)}\n{question} | {_spaced_answer(gt_answer)} | {prediction} |"
-    message = (
-        fewshot_prompt(protocol) + "\n" + " | ".join([question, _spaced_answer(gt_answer), prediction, ""])
-    )
-    return message + RETRY_SUFFIX if retry else message
 
 
 def parse_mmvet_score(content: str | None, protocol: str = "official") -> float | None:

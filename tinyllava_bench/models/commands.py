@@ -52,20 +52,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _benchmark_labels() -> dict[str, str]:
     """Card score key -> the label the report tables use (VQAv2, SQA-I, ...)."""
-    from tinyllava_bench.report.runs import PAPER_BENCHMARKS
+    from tinyllava_bench.tasks.registry import benchmark_columns
 
-    return {b.paper_column: b.label for b in PAPER_BENCHMARKS if b.paper_column}
+    return {b.paper_column: b.label for b in benchmark_columns() if b.paper_column}
 
 
 def zoo_rows() -> list[dict[str, Any]]:
     """One row per card: the card columns, the paper's score per benchmark, and `also_reported`."""
-    from tinyllava_bench.models.zoo import BENCHMARKS, list_cards
+    from tinyllava_bench.models.zoo import list_cards
+    from tinyllava_bench.tasks.registry import paper_columns
+
+    benchmarks = paper_columns()
 
     rows = []
     for card in list_cards():
         row: dict[str, Any] = {column: getattr(card, column) for column in ZOO_COLUMNS}
         row["vision"] = row["vision"].split("/")[-1]
-        row.update({bench: card.paper_scores.get(bench) for bench in BENCHMARKS})
+        row.update({bench: card.paper_scores.get(bench) for bench in benchmarks})
         row["also_reported"] = _also_reported(card)
         row["disagreeing"] = sorted(card.disagreements())  # the benchmarks `also_reported` speaks of
         rows.append(row)
@@ -96,10 +99,12 @@ def render_table(rows: list[dict[str, Any]]) -> str:
     """The terminal table: text columns left-aligned, scores right-aligned, the full vision tower, checkpoint and
     layout left to the other formats; then each released checkpoint's hub id and the scores a second source
     gives differently."""
-    from tinyllava_bench.models.zoo import BENCHMARKS
+    from tinyllava_bench.tasks.registry import paper_columns
+
+    benchmarks = paper_columns()
 
     labels = _benchmark_labels()
-    headers = [*TABLE_TEXT_COLUMNS, *(labels.get(b, b) for b in BENCHMARKS)]
+    headers = [*TABLE_TEXT_COLUMNS, *(labels.get(b, b) for b in benchmarks)]
     body = []
     for row in rows:
         cells = [_cell(row[column]) for column in TABLE_TEXT_COLUMNS.values()]
@@ -107,7 +112,7 @@ def render_table(rows: list[dict[str, Any]]) -> str:
         body.append(
             [
                 *cells,
-                *(_cell(row[b], score=True) + ("*" if b in row["disagreeing"] else "") for b in BENCHMARKS),
+                *(_cell(row[b], score=True) + ("*" if b in row["disagreeing"] else "") for b in benchmarks),
             ]
         )
     # a column with a starred cell keeps its other numbers aligned on the decimal point
@@ -148,23 +153,28 @@ def _markdown_cell(text: str) -> str:
 
 def render_markdown(rows: list[dict[str, Any]]) -> str:
     """Every column as a GitHub-flavoured Markdown table; scores right-aligned."""
-    from tinyllava_bench.models.zoo import BENCHMARKS
+    from tinyllava_bench.tasks.registry import paper_columns
 
-    columns = [*ZOO_COLUMNS, *BENCHMARKS, "also_reported"]
-    numeric = {"image_tokens", "params_b", *BENCHMARKS}
+    benchmarks = paper_columns()
+
+    columns = [*ZOO_COLUMNS, *benchmarks, "also_reported"]
+    numeric = {"image_tokens", "params_b", *benchmarks}
     lines = [
         "| " + " | ".join(_markdown_cell(c) for c in columns) + " |",
         "| " + " | ".join("--:" if c in numeric else ":--" for c in columns) + " |",
     ]
     lines += [
-        "| " + " | ".join(_markdown_cell(_cell(row[c], score=c in BENCHMARKS)) for c in columns) + " |"
+        "| " + " | ".join(_markdown_cell(_cell(row[c], score=c in benchmarks)) for c in columns) + " |"
         for row in rows
     ]
     return "\n".join(lines) + "\n"
 
 
 def run_zoo(args: argparse.Namespace) -> int:
-    from tinyllava_bench.models.zoo import BENCHMARKS, list_cards
+    from tinyllava_bench.models.zoo import list_cards
+    from tinyllava_bench.tasks.registry import paper_columns
+
+    benchmarks = paper_columns()
 
     if args.format == "json":
         print(json.dumps([card.model_dump() for card in list_cards()], indent=2))
@@ -173,7 +183,7 @@ def run_zoo(args: argparse.Namespace) -> int:
     if args.format == "csv":
         import pandas as pd
 
-        frame = pd.DataFrame(rows, columns=[*ZOO_COLUMNS, *BENCHMARKS, "also_reported"])
+        frame = pd.DataFrame(rows, columns=[*ZOO_COLUMNS, *benchmarks, "also_reported"])
         frame.to_csv(sys.stdout, index=False)
     elif args.format == "markdown":
         sys.stdout.write(render_markdown(rows))

@@ -202,8 +202,10 @@ def write_tiny_checkpoints(
     layouts: Iterable[str] = ("native", "factory", "factory_split", "legacy", "hf_llava"),
 ) -> dict[str, Path]:
     """Write `model` under `root/<layout>` for each layout (legacy also writes its vision tower folder)."""
-    from tinyllava_bench.models.export import export_hf_llava
-    from tinyllava_bench.models.save import save_factory, save_legacy, save_native
+    from tinyllava_bench.models.layouts.factory import save_factory
+    from tinyllava_bench.models.layouts.hf_llava import export_hf_llava
+    from tinyllava_bench.models.layouts.legacy import save_legacy
+    from tinyllava_bench.models.layouts.native import save_native
 
     root = Path(root)
     paths = {}

@@ -11,14 +11,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tinyllava_bench.errors import UserError
 from tinyllava_bench.paths import model_zoo_dir
-
-BENCHMARKS = ("vqav2", "gqa", "scienceqa_img", "textvqa", "mmvet", "pope", "llava_wild", "mme")
+from tinyllava_bench.tasks.registry import paper_columns
 
 
 def _known_benchmarks(scores: dict[str, float]) -> dict[str, float]:
-    unknown = sorted(set(scores) - set(BENCHMARKS))
+    # a card's score keys are the paper columns the task YAMLs name (`benchmark.paper_column`)
+    known = paper_columns()
+    unknown = sorted(set(scores) - set(known))
     if unknown:
-        raise ValueError(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
+        raise ValueError(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(known)}")
     return scores
 
 

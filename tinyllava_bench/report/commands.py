@@ -125,8 +125,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="write or update a leaderboard CSV from run folders",
         description=(
             "One row per (model, protocol) of each run. Columns, in this order: model, protocol, layout, llm, "
-            "vision, connector, recipe, data, template, image_aspect, vqav2, gqa, scienceqa_img, textvqa, mmvet, "
-            "pope, llava_wild, mme, n_<each benchmark>, judge_model, datasets, tool_version, git_commit, "
+            "vision, connector, recipe, data, template, image_aspect, one per paper benchmark (the task YAMLs' "
+            "benchmark.paper_column, in the paper's order), n_<each benchmark>, judge_model, datasets, tool_version, "
+            "git_commit, "
             "checkpoint_fingerprint, date. With --append a row is merged into the one with the same model, protocol, "
             "checkpoint_fingerprint and tool_version: the benchmarks it carries replace theirs, the others stay. "
             "Runs of one evaluation given together are merged in order (stderr says which run's value was kept). "

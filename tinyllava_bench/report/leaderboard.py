@@ -13,10 +13,12 @@ from pathlib import Path
 
 from tinyllava_bench.engine.store import write_atomic
 from tinyllava_bench.errors import UserError
-from tinyllava_bench.report.runs import PAPER_BENCHMARKS, Run, benchmark_value
+from tinyllava_bench.report.runs import Run, benchmark_value
+from tinyllava_bench.tasks import registry
 
 MODEL_COLUMNS = ("layout", "llm", "vision", "connector", "recipe", "data", "template", "image_aspect")
-SCORE_COLUMNS = tuple(b.paper_column for b in PAPER_BENCHMARKS if b.paper_column)
+# the paper's benchmark columns, in its order (tasks/*.yaml `benchmark`)
+SCORE_COLUMNS = tuple(registry.paper_columns())
 COUNT_COLUMNS = tuple(f"n_{column}" for column in SCORE_COLUMNS)
 
 # The documented, stable column order (docs: `leaderboard` in the CLI help and this module).
@@ -49,9 +51,9 @@ _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 # The paper's benchmarks scored by an LLM judge (their task YAMLs have a `judge:` block); a row's judge_model
 # written as one name belongs to these columns.
-_JUDGED_COLUMNS = ("mmvet", "llava_wild")
+_JUDGED_COLUMNS = tuple(registry.judged_columns())
 # The benchmark column each task fills (vqav2_testdev fills vqav2).
-_COLUMN_OF_TASK = {task: b.paper_column for b in PAPER_BENCHMARKS if b.paper_column for task in b.tasks}
+_COLUMN_OF_TASK = registry.column_of_task()
 
 # How long a write waits for another process's read-modify-write of the same file.
 LOCK_TIMEOUT_S = 120.0
@@ -107,7 +109,7 @@ def leaderboard_rows(run: Run) -> list[dict[str, str]]:
             row[column] = _text(run.layout if column == "layout" else run.card.get(column))
         judges: dict[str, str] = {}
         datasets: list[str] = []
-        for benchmark in PAPER_BENCHMARKS:
+        for benchmark in registry.benchmark_columns():
             task, value = benchmark_value(tasks, benchmark)
             if task is None:
                 continue

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tinyllava_bench.errors import UserError
-from tinyllava_bench.report.runs import PAPER_BENCHMARKS
 from tinyllava_bench.report.tables import ReportTable, TableRow, paper_full_scale
+from tinyllava_bench.tasks import registry
+from tinyllava_bench.tasks.registry import Benchmark
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -50,7 +51,7 @@ def _number(value: float) -> str:
 
 def benchmark_scales(table: ReportTable) -> dict[str, BenchmarkScale]:
     """Benchmark label -> its scale, from the maxima the table's cells carry (and the paper's, when compared)."""
-    paper = {b.label: b for b in PAPER_BENCHMARKS}
+    paper = {b.label: b for b in registry.benchmark_columns()}
     scales = {}
     for label in table.benchmarks:
         maxima = {
@@ -65,13 +66,19 @@ def benchmark_scales(table: ReportTable) -> dict[str, BenchmarkScale]:
         top = maxima.pop() if maxima else 100.0
         if top == 100.0:
             caption = "score (%)"
-        elif label == "MME" and top % 200 == 0:
-            categories = int(top // 200)
+        elif label in paper and _sum_of_parts(paper[label], top):
+            categories = int(top // (registry.sum_part_max(paper[label].tasks[0]) or 1))
             caption = f"max {_number(top)} ({categories} categor{'y' if categories == 1 else 'ies'})"
         else:
             caption = f"score (max {_number(top)})"
         scales[label] = BenchmarkScale(top, False, caption)
     return scales
+
+
+def _sum_of_parts(benchmark: Benchmark, top: float) -> bool:
+    """Whether a maximum is a whole number of the benchmark's subtasks (MME: 200 each), to caption it so."""
+    part = registry.sum_part_max(benchmark.tasks[0])
+    return part is not None and top % part == 0
 
 
 def _on_scale(value: float | None, maximum: float | None, scale: BenchmarkScale) -> float | None:
@@ -92,7 +99,7 @@ def baseline_by_benchmark(
     as benchmark label -> value, for the table's benchmarks."""
     if not baseline:
         return {}
-    tasks_of = {b.label: b.tasks for b in PAPER_BENCHMARKS}
+    tasks_of = {b.label: b.tasks for b in registry.benchmark_columns()}
     found = {}
     for label in table.benchmarks:
         for key in (label, *tasks_of.get(label, ())):
@@ -181,7 +188,7 @@ def benchmark_bars_figure(table: ReportTable, baseline: Mapping[str, float | Non
     benchmarks = _measured_benchmarks(table)
     scales = benchmark_scales(table)
     floor = baseline_by_benchmark(table, baseline)
-    paper = {b.label: b for b in PAPER_BENCHMARKS}
+    paper = {b.label: b for b in registry.benchmark_columns()}
     columns = _panel_columns(len(benchmarks))
     lines = math.ceil(len(benchmarks) / columns)
     n_rows = len(table.rows)

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from tinyllava_bench.engine.schema import Results, SampleRecord, TaskEntry, parse
 from tinyllava_bench.errors import UserError
+from tinyllava_bench.tasks.registry import Benchmark, benchmark_columns, metric_max, scored_max
+from tinyllava_bench.tasks.registry import headline as registry_headline
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -23,44 +25,12 @@ SUPPORTED_SCHEMA_VERSIONS = (1,)
 # The model-card keys an ablation view can vary (`report --group-by`).
 CARD_AXES = ("vision", "llm", "recipe", "data", "connector")
 
-# Used only when results.json has no `headline` for a task (the task's own `headline` key always wins).
-DEFAULT_HEADLINES = {
-    "vqav2": "accuracy",
-    "vqav2_testdev": "accuracy",
-    "gqa": "accuracy",
-    "scienceqa_img": "accuracy",
-    "textvqa": "accuracy",
-    "pope": "f1",
-    "mme": "perception",
-    "mmvet": "total",
-    "llava_wild": "relative_score",
-}
 
-# Highest possible value of a metric that is not a percentage (MME scores are sums of 0-200 subtask scores).
-METRIC_FULL_SCALE = {("mme", "perception"): 2000.0, ("mme", "cognition"): 800.0, ("mme", "total"): 2800.0}
-
-
-@dataclass(frozen=True)
-class Benchmark:
-    """One column of the paper's tables: its label, its column in paper_scores.csv, and the tasks that fill it
-    (first task with a headline value wins)."""
-
-    label: str
-    paper_column: str | None
-    tasks: tuple[str, ...]
-
-
-# The paper's column order. VQAv2's paper number is test-dev, so a test-dev run fills the column before a val run.
-PAPER_BENCHMARKS: tuple[Benchmark, ...] = (
-    Benchmark("VQAv2", "vqav2", ("vqav2_testdev", "vqav2")),
-    Benchmark("GQA", "gqa", ("gqa",)),
-    Benchmark("SQA-I", "scienceqa_img", ("scienceqa_img",)),
-    Benchmark("TextVQA", "textvqa", ("textvqa",)),
-    Benchmark("MM-Vet", "mmvet", ("mmvet",)),
-    Benchmark("POPE", "pope", ("pope",)),
-    Benchmark("LLaVA-W", "llava_wild", ("llava_wild",)),
-    Benchmark("MME", "mme", ("mme",)),
-)
+def __getattr__(name: str) -> Any:
+    # PAPER_BENCHMARKS, kept for callers of the old constant: the registry's columns (tasks/*.yaml `benchmark`)
+    if name == "PAPER_BENCHMARKS":
+        return tuple(benchmark_columns())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -152,7 +122,8 @@ def _check_task(results_file: Path, name: str, entry: Any) -> None:
 
 def _parse_task(name: str, entry: TaskEntry) -> TaskResult:
     metrics, invalid_metrics = _flatten_metrics(entry.metrics or {})
-    headline = entry.headline or DEFAULT_HEADLINES.get(name)
+    # the task YAML's headline stands in only when results.json has none
+    headline = entry.headline or registry_headline(name)
     if headline is None and len(metrics) == 1:
         headline = next(iter(metrics))
     return TaskResult(
@@ -295,25 +266,13 @@ def benchmark_value(
 
 def full_scale(task: str, metric: str | None) -> float:
     """The highest value a headline metric can take: 100 for percentages, more for MME's summed scores."""
-    return METRIC_FULL_SCALE.get((task, metric or ""), 100.0)
-
-
-# MME's sums add 200 per category scored; which categories each sum holds (metrics/mme.py)
-_MME_SUMS = {"perception": ("perception",), "cognition": ("cognition",), "total": ("perception", "cognition")}
-MME_SUBTASK_SCORE = 200.0
+    return metric_max(task, metric)
 
 
 def task_full_scale(task: TaskResult) -> float:
     """The highest value this run's headline could take: for MME's sums, 200 for each category the run scored
     (its metrics name them: a run of 5 perception categories tops out at 1,000, not 2,000), else `full_scale`."""
-    if task.name == "mme" and task.headline in _MME_SUMS:
-        from tinyllava_bench.metrics.mme import COGNITION_SUBTASKS, PERCEPTION_SUBTASKS
-
-        members = {"perception": PERCEPTION_SUBTASKS, "cognition": COGNITION_SUBTASKS}
-        scored = [c for part in _MME_SUMS[task.headline] for c in members[part] if c in task.metrics]
-        if scored:
-            return MME_SUBTASK_SCORE * len(scored)
-    return full_scale(task.name, task.headline)
+    return scored_max(task.name, task.headline, task.metrics)
 
 
 def runs_to_frame(runs: Sequence[Run]) -> pd.DataFrame:

@@ -13,8 +13,6 @@ from typing import Literal
 from tinyllava_bench.errors import UserError
 from tinyllava_bench.report.runs import (
     CARD_AXES,
-    DEFAULT_HEADLINES,
-    PAPER_BENCHMARKS,
     Benchmark,
     PaperRow,
     Run,
@@ -26,6 +24,7 @@ from tinyllava_bench.report.runs import (
     paper_table_a1,
     task_full_scale,
 )
+from tinyllava_bench.tasks import registry
 
 TABLE_FORMATS = ("md", "latex", "csv", "html")
 AXIS_TITLES = {"vision": "Vision", "llm": "LLM", "recipe": "Recipe", "data": "Data", "connector": "Connector"}
@@ -83,13 +82,14 @@ class ReportTable:
 
 def benchmark_columns(runs: Sequence[Run]) -> list[Benchmark]:
     """The paper's eight benchmarks, then any other task the runs have (in order of first appearance)."""
-    covered = {task for benchmark in PAPER_BENCHMARKS for task in benchmark.tasks}
+    paper = registry.benchmark_columns()
+    covered = {task for benchmark in paper for task in benchmark.tasks}
     extras: list[str] = []
     for run in runs:
         for name in run.tasks:
             if name not in covered and name not in extras:
                 extras.append(name)
-    return [*PAPER_BENCHMARKS, *(Benchmark(name, None, (name,)) for name in extras)]
+    return [*paper, *(Benchmark(name, None, (name,)) for name in extras)]
 
 
 def _judge_summary(judges: dict[str, str]) -> str | None:
@@ -156,14 +156,14 @@ def model_rows_from_runs(
                     f"{where}: samples the judge failed on (scored as the grader does): {', '.join(unjudged)}."
                 )
             other_headline = [
-                f"{t.name}={t.headline}"
-                for t in used
-                if t.name in DEFAULT_HEADLINES and t.headline != DEFAULT_HEADLINES[t.name]
+                f"{t.name}={t.headline}" for t in used if registry.headline(t.name) not in (None, t.headline)
             ]
             if other_headline:
                 notes.append(f"{where}: headline metric set by the run: {', '.join(other_headline)}.")
-            if any(t.name == "vqav2" for t in used):
-                notes.append(f"{where}: VQAv2 is the val split scored locally (the paper reports test-dev).")
+            # a task's own footnote (tasks/*.yaml `benchmark.note`), e.g. VQAv2 val vs the paper's test-dev
+            for note in dict.fromkeys(registry.benchmark_note(t.name) for t in used):
+                if note:
+                    notes.append(f"{where}: {note}")
     for label, by_row in question_sets.items():
         if len(set(by_row.values())) > 1:
             used_sets = "; ".join(f"{where}: {text}" for where, text in by_row.items())
@@ -220,7 +220,7 @@ def model_rows_from_paper(paper_rows: Sequence[PaperRow], benchmarks: Sequence[B
 def paper_full_scale(benchmark: Benchmark) -> float:
     """The highest value the paper's number for a benchmark could take (its MME is out of all 14 categories)."""
     task = benchmark.tasks[0]
-    return full_scale(task, DEFAULT_HEADLINES.get(task))
+    return full_scale(task, registry.headline(task))
 
 
 def _setting_columns(rows: Sequence[ModelRow]) -> tuple[list[str], list[str]]:
@@ -402,7 +402,7 @@ def results_table(runs: Sequence[Run], *, paper: bool = False, group_by: str | N
 
 def paper_table(group_by: str | None = None) -> ReportTable:
     """The paper's Table A1 (12 variants) in the report's shape, optionally as an ablation view."""
-    benchmarks = list(PAPER_BENCHMARKS)
+    benchmarks = registry.benchmark_columns()
     rows = model_rows_from_paper(paper_table_a1(), benchmarks)
     notes = ["Source: TinyLLaVA paper, Table A1, as listed in paper_scores.csv; empty = not reported there."]
     if group_by:

@@ -29,6 +29,7 @@ from typing import Any
 
 from tinyllava_bench.errors import UserError
 from tinyllava_bench.report.runs import Run, load_run, load_samples, sample_identity, samples_file
+from tinyllava_bench.tasks.registry import sample_score_range
 
 DEFAULT_THUMBNAIL_PX = 96
 THUMBNAIL_QUALITY = 70
@@ -36,9 +37,6 @@ THUMBNAIL_QUALITY = 70
 GOLD_FIELDS = ("answer", "answers", "multiple_choice_answer", "gold")
 # What the page filters on as a sample's category (POPE/MME/LLaVA-W, MM-Vet, SQA-I, VQAv2), first present wins.
 CATEGORY_FIELDS = ("category", "capability", "subject", "answer_type", "question_type")
-# Score range of each task's per-sample score (docs/run_folder.md): full marks are "right", the bottom "wrong".
-SCORE_RANGE = {"llava_wild": (1.0, 10.0)}
-DEFAULT_SCORE_RANGE = (0.0, 1.0)
 
 
 @dataclass
@@ -68,7 +66,8 @@ def outcome(task: str, score: Any) -> str:
     unscored (no score)."""
     if not isinstance(score, (int, float)) or isinstance(score, bool):
         return "unscored"
-    low, high = SCORE_RANGE.get(task, DEFAULT_SCORE_RANGE)
+    # the task's per-sample score range (docs/run_folder.md): full marks are "right", the bottom "wrong"
+    low, high = sample_score_range(task)
     if score >= high:
         return "right"
     if score <= low:

@@ -35,6 +35,7 @@ def run_tasks(args: argparse.Namespace) -> int:
         listing = [
             {
                 "name": task.name,
+                "aliases": list(task.aliases),
                 "description": task.description,
                 "dataset": task.dataset.path,
                 "config": task.dataset.name,
@@ -118,14 +119,14 @@ def _refuse_inputs_as_outputs(outputs: list[Path | None], inputs: list[str | Pat
 
 def run_score(args: argparse.Namespace) -> int:
     from tinyllava_bench.errors import UserError, run_phase
-    from tinyllava_bench.tasks.registry import load_task
+    from tinyllava_bench.tasks.registry import load_task, submission_tasks
 
     task = load_task(args.task)
     predictions_path = Path(args.predictions)
     output = Path(args.output) if args.output else _default_output(predictions_path, task.name)
     if args.submission and task.submission is None:
         raise UserError(
-            f"task {task.name} has no submission format (tasks with one: vqav2_testdev, gqa, mmvet)"
+            f"task {task.name} has no submission format (tasks with one: {', '.join(submission_tasks())})"
         )
     if not 0.0 <= args.max_error_rate <= 1.0:
         raise UserError(f"--max-error-rate is a share between 0 and 1, got {args.max_error_rate}")
@@ -166,7 +167,8 @@ def run_score(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace, task: Any, predictions_path: Path, output: Path, judge: Any) -> int:
-    from tinyllava_bench.tasks.data import load_task_data, read_question_ids
+    from tinyllava_bench.tasks.data import load_task_data
+    from tinyllava_bench.tasks.data_readers import read_question_ids
     from tinyllava_bench.tasks.predictions import load_predictions
     from tinyllava_bench.tasks.scoring import score_predictions, write_score_output
     from tinyllava_bench.tasks.submission import write_submission
@@ -245,7 +247,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     score.add_argument(
-        "task", metavar="TASK", help="task name (see `tinyllava-bench tasks`) or a task YAML file"
+        "task", metavar="TASK", help="task name or alias (see `tinyllava-bench tasks`) or a task YAML file"
     )
     score.add_argument(
         "--data", metavar="DATA", help="local copy of the task's data (.parquet/.jsonl/.json/folder)"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import importlib
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -190,6 +192,26 @@ class JudgeConfig(_Strict):
         return JudgeConfig.model_validate({**self.model_dump(exclude={"protocols"}), **changes})
 
 
+class BenchmarkColumn(_Strict):
+    """The column of the paper's tables a task fills. Tasks that fill one column share its label, paper_column
+    and order; the one with the lowest `priority` and a headline value fills it (VQAv2: test-dev, then val)."""
+
+    label: str = Field(min_length=1)  # the column's title in tables and plots, e.g. "SQA-I"
+    # its column in reference/paper_scores.csv (and the model cards' score key); None: the paper has none
+    paper_column: str | None = Field(default=None, min_length=1)
+    order: int = Field(ge=1)  # the column's place in the paper's tables, 1 first
+    priority: int = Field(default=1, ge=1)
+    note: str = ""  # a table footnote wherever this task's numbers are shown
+
+
+class MetricSums(_Strict):
+    """Headline metrics that add up subtask scores (MME): a run that scored only some subtasks tops out at
+    `part_max` per subtask it scored. `sums` names, per metric, the scorer's subtask groups (its SUBTASK_GROUPS)."""
+
+    part_max: float = Field(gt=0)
+    sums: dict[str, tuple[str, ...]]
+
+
 class ProtocolOverride(_Strict):
     """Per-protocol changes to the prompt and generation settings (only the keys given change)."""
 
@@ -212,6 +234,13 @@ class TaskConfig(_Strict):
     judge: JudgeConfig | None = None
     submission: Literal["vqav2_evalai", "gqa", "mmvet"] | None = None
     size: int = Field(gt=0)  # rows of the full split
+    aliases: tuple[str, ...] = ()  # other names `eval --tasks` and `score` accept (lmms-eval's, short forms)
+    # the paper column it fills; None: a column of its own in reports
+    benchmark: BenchmarkColumn | None = None
+    in_all: bool = True  # part of `--tasks all`
+    # highest value of each metric that is not a percentage (metrics not listed top out at 100)
+    metric_max: dict[str, float] = Field(default_factory=dict)
+    metric_sums: MetricSums | None = None
     protocols: dict[str, ProtocolOverride] = Field(default_factory=dict)
     notes: str = ""
 
@@ -232,8 +261,34 @@ class TaskConfig(_Strict):
             raise ValueError(f"unknown protocol(s) {', '.join(unknown)}; known: {', '.join(PROTOCOLS)}")
         return value
 
+    @field_validator("aliases")
+    @classmethod
+    def _alias_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [alias for alias in value if not re.fullmatch(r"[a-z0-9_]+", alias)]
+        if bad:
+            raise ValueError(f"alias(es) {', '.join(map(repr, bad))}: use lower-case letters, digits and _")
+        return value
+
+    @field_validator("metric_max")
+    @classmethod
+    def _positive_maxima(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = [metric for metric, top in value.items() if not 0 < top < float("inf")]
+        if bad:
+            raise ValueError(f"{', '.join(bad)}: a metric's maximum must be a positive number")
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> TaskConfig:
+        if self.name in self.aliases:
+            raise ValueError(f"aliases: {self.name!r} is the task's own name")
+        if self.metric_sums is not None:
+            groups = subtask_groups(self.scorer)
+            unknown = sorted({g for parts in self.metric_sums.sums.values() for g in parts} - set(groups))
+            if unknown:
+                raise ValueError(
+                    f"metric_sums: scorer {self.scorer!r} has no subtask group(s) {', '.join(unknown)}; "
+                    f"its groups: {', '.join(groups) or '(none)'}"
+                )
         if self.scorer in JUDGED_SCORERS and self.judge is None:
             raise ValueError(
                 f"judge: scorer {self.scorer!r} is judged by an LLM, so the task needs a judge block"
@@ -291,6 +346,14 @@ class TaskConfig(_Strict):
             if prompt.ocr_tokens:
                 columns.append(prompt.ocr_column)
         return list(dict.fromkeys(columns))
+
+
+def subtask_groups(scorer: str | None) -> dict[str, tuple[str, ...]]:
+    """The scorer's named groups of subtask metrics (MME: perception, cognition); {} for most scorers."""
+    if scorer is None:
+        return {}
+    module = importlib.import_module(f"tinyllava_bench.metrics.{SCORER_MODULES[scorer]}")
+    return dict(getattr(module, "SUBTASK_GROUPS", {}))
 
 
 def _check_protocol(protocol: str) -> None:

@@ -16,18 +16,13 @@ from tinyllava_bench.engine.store import jsonl_line, write_atomic
 from tinyllava_bench.errors import UserError
 from tinyllava_bench.models.templates import get_template
 from tinyllava_bench.models.tokenization import IGNORE_INDEX, IMAGE_TOKEN_INDEX
-from tinyllava_bench.train.data import EncodedRecord, EncodeSettings, encode_record, read_records
+from tinyllava_bench.train.encoding import EncodedRecord, EncodeSettings, encode_record
 from tinyllava_bench.train.freezing import apply_tuning, trainable_counts
 from tinyllava_bench.train.plan import TrainingPlan
 from tinyllava_bench.train.recipes import MODULES, StageRecipe
-from tinyllava_bench.train.trainer import (
-    DEEPSPEED_DIR,
-    _world_size,
-    batch_settings,
-    initial_model,
-    load_stage_start,
-    stage_sources,
-)
+from tinyllava_bench.train.records import read_records
+from tinyllava_bench.train.run_settings import DEEPSPEED_DIR, batch_settings, world_size
+from tinyllava_bench.train.trainer import initial_model, load_stage_start, stage_sources
 
 EXAMPLES_JSONL = "examples.jsonl"
 EXAMPLES_TXT = "examples.txt"
@@ -72,7 +67,7 @@ def plan_header(plan: TrainingPlan, model: Any, source: str | None) -> list[str]
         f"model: template {model.template.name}, image aspect {model.settings.image_aspect} (eval), "
         f"{model.num_image_tokens} image tokens",
         f"precision: {options.precision}; gradient checkpointing: {'on' if options.gradient_checkpointing else 'off'}"
-        f"; seed: {options.seed}; processes: {_world_size()}",
+        f"; seed: {options.seed}; processes: {world_size()}",
     ]
 
 
@@ -86,7 +81,7 @@ def stage_lines(
 ) -> list[str]:
     options = plan.options
     json_path, image_folder = plan.data_paths(stage.name, stage.data)
-    batch = batch_settings(stage, options.per_device_batch_size, options.grad_accum, _world_size())
+    batch = batch_settings(stage, options.per_device_batch_size, options.grad_accum, world_size())
     trains = ", ".join(
         f"{m} {stage.tune(m).describe()} ({counts[m]['trainable']:,}/{counts[m]['total']:,})" for m in MODULES
     )

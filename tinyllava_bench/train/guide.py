@@ -214,7 +214,7 @@ def variant_guides() -> list[VariantGuide]:
     from tinyllava_bench.models.zoo import list_cards
     from tinyllava_bench.train.plan import spec_from_card
     from tinyllava_bench.train.recipes import get_recipe
-    from tinyllava_bench.train.trainer import batch_settings
+    from tinyllava_bench.train.run_settings import batch_settings
 
     cards = list_cards()
     guides = []
@@ -354,7 +354,7 @@ def replace_block(doc_text: str, block: str) -> str:
 
 def count_records(data_root: Path) -> list[tuple[str, int | None]]:
     """(file, records) of each guide data file in `data_root` (None: not there)."""
-    from tinyllava_bench.train.data import read_records
+    from tinyllava_bench.train.records import read_records
 
     counts = []
     for name in DATA_FILES:

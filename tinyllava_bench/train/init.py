@@ -21,7 +21,7 @@ from tinyllava_bench.models.assemble import (
     build_model,
 )
 from tinyllava_bench.models.connectors import build_connector
-from tinyllava_bench.models.layouts import FACTORY_PAD_IS_UNK
+from tinyllava_bench.models.layouts.factory import FACTORY_PAD_IS_UNK
 from tinyllava_bench.models.loading import quiet_transformers
 from tinyllava_bench.models.preprocess import preprocessor_for
 from tinyllava_bench.models.tinyllava import ModelSettings, TinyLlava

@@ -30,7 +30,7 @@ def _file_digest(path: Path) -> str:
 
 @functools.lru_cache(maxsize=64)
 def _cached_digest(path: str, size: int, mtime_ns: int) -> str:
-    from tinyllava_bench.train.data import file_fingerprint
+    from tinyllava_bench.train.records import file_fingerprint
 
     return file_fingerprint(Path(path))
 
