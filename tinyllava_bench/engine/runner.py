@@ -208,6 +208,20 @@ def _start_results(
         from tinyllava_bench.models.zoo import card_for_checkpoint
 
         card = card_for_checkpoint(config.model)
+    provenance = Provenance(
+        **tool_provenance(),
+        device=device_description(config.device),
+        dtype=str(model.dtype).replace("torch.", ""),
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_fingerprint=checkpoint_fp,
+        model_key=model_key,
+        seed=config.seed,
+        **threads_record(),
+        started_at=started_at,
+    )
+    # present only when the loader read folders beside the checkpoint (dumped in field order all the same)
+    if model.read_from:
+        provenance.read_from = _read_from_fingerprints(model)
     return Results(
         schema_version=SCHEMA_VERSION,
         model=ModelInfo(
@@ -218,18 +232,7 @@ def _start_results(
         ),
         tasks=dict(previous.tasks) if previous is not None else {},
         config={**config.public(), "model_settings": model.settings.to_dict()},
-        provenance=Provenance(
-            **tool_provenance(),
-            device=device_description(config.device),
-            dtype=str(model.dtype).replace("torch.", ""),
-            checkpoint_dir=checkpoint_dir,
-            checkpoint_fingerprint=checkpoint_fp,
-            **({"read_from": _read_from_fingerprints(model)} if model.read_from else {}),
-            model_key=model_key,
-            seed=config.seed,
-            **threads_record(),
-            started_at=started_at,
-        ),
+        provenance=provenance,
     )
 
 

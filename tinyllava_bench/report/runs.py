@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tinyllava_bench.engine.schema import Results, SampleRecord, TaskEntry, parse
+from tinyllava_bench.engine.schema import SCHEMA_VERSION, Results, SampleRecord, TaskEntry, parse
 from tinyllava_bench.errors import UserError
 from tinyllava_bench.tasks.registry import Benchmark, benchmark_columns, metric_max, scored_max
 from tinyllava_bench.tasks.registry import headline as registry_headline
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 # The run-folder schema versions this reader understands (docs/run_folder.md).
-SUPPORTED_SCHEMA_VERSIONS = (1,)
+SUPPORTED_SCHEMA_VERSIONS = tuple(range(1, SCHEMA_VERSION + 1))
 
 # The model-card keys an ablation view can vary (`report --group-by`).
 CARD_AXES = ("vision", "llm", "recipe", "data", "connector")
