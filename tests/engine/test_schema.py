@@ -60,7 +60,7 @@ def _assert_round_trips(folder: Path) -> Results:
 @pytest.fixture(scope="module")
 def run_folder(tmp_path_factory, tiny_checkpoints) -> Path:
     """A tiny eval of a generated task, a yes/no task and a judged one, through the CLI."""
-    from tinyllava_bench.demo import write_task_data
+    from tinyllava_bench.testing.datasets import write_task_data
 
     root = tmp_path_factory.mktemp("schema-run")
     for task in TASKS:
