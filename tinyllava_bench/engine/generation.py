@@ -13,7 +13,7 @@ from tinyllava_bench.engine.batching import BatchSizer, Prepared, Request
 from tinyllava_bench.engine.distributed import Dist
 from tinyllava_bench.engine.hooks import NO_HOOKS, EvalHooks
 from tinyllava_bench.engine.model_protocol import EvalModel
-from tinyllava_bench.engine.schema import SCHEMA_VERSION
+from tinyllava_bench.engine.schema import SCHEMA_VERSION, SampleRecord
 from tinyllava_bench.engine.store import SampleWriter
 
 
@@ -176,18 +176,18 @@ def generate_batch(
         prediction, error = outputs.get(id(prepared), (None, prepared.error))
         request = prepared.request
         records.append(
-            {
-                "schema_version": SCHEMA_VERSION,
-                "key": request.key,
-                "index": request.index,
-                "question_id": request.question_id,
-                "prompt": request.prompt,
-                "prediction": prediction,
-                "parsed": None,
-                "score": None,
-                "error": error,
-                "fields": request.fields,
-            }
+            SampleRecord(
+                schema_version=SCHEMA_VERSION,
+                key=request.key,
+                index=request.index,
+                question_id=request.question_id,
+                prompt=request.prompt,
+                prediction=prediction,
+                parsed=None,
+                score=None,
+                error=error,
+                fields=request.fields,
+            ).dump()
         )
     return records
 

@@ -26,10 +26,23 @@ from tinyllava_bench.engine.provenance import (
     fingerprint,
     tool_provenance,
 )
-from tinyllava_bench.engine.schema import RESULTS_FILE, SCHEMA_VERSION
+from tinyllava_bench.engine.schema import (
+    RESULTS_FILE,
+    SCHEMA_VERSION,
+    DatasetInfo,
+    GenerationRecord,
+    JudgeRecord,
+    ModelCard,
+    ModelInfo,
+    Provenance,
+    Results,
+    SampleRecord,
+    Summary,
+    TaskEntry,
+)
 from tinyllava_bench.engine.store import (
+    load_results,
     make_run_folder,
-    read_results,
     read_samples,
     results_lock,
     task_lock,
@@ -170,19 +183,19 @@ def evaluate(
         results = (
             _start_results(output, config, model, checkpoint_fp, model_key, started_at)
             if dist.is_main
-            else {}
+            else None
         )
         n_generated = 0
-        finished: dict[str, Any] = {}  # the tasks this process ran
+        finished: dict[str, TaskEntry] = {}  # the tasks this process ran
         for task in tasks:
             with task_lock(output, task.name, dist), hooks.phase("run_task"):
                 entry, generated = _run_task(task, model, model_key, config, output, dist, hooks)
             n_generated += generated
-            if dist.is_main:
+            if results is not None and entry is not None:
                 finished[task.name] = entry
                 _finish_provenance(results, started, n_generated)
                 _write_results(output, results, finished, config.max_error_rate)
-        return dist.broadcast(results)
+        return dist.broadcast(results.dump() if results is not None else {})
     finally:
         if loaded and model is not None:
             model.release()
@@ -195,54 +208,55 @@ def _read_from_fingerprints(model: Any) -> dict[str, str]:
 
 def _start_results(
     output: Path, config: EvalConfig, model: Any, checkpoint_fp: str | None, model_key: str, started_at: str
-) -> dict[str, Any]:
+) -> Results:
     """results.json's content at the start: the earlier run's tasks when they came from this very model (same
     files, settings, dtype); an earlier run of the same checkpoint that differs is moved aside, and a run folder
     of another model is refused."""
     checkpoint_dir = str(Path(model.checkpoint_dir).resolve()) if model.checkpoint_dir else None
     with results_lock(output):
-        previous = read_results(output / RESULTS_FILE)
-        if previous:
+        previous = load_results(output / RESULTS_FILE)
+        if previous is not None:
             _refuse_other_model(output, previous, config.model, checkpoint_dir)
-            if previous.get("provenance", {}).get("model_key") != model_key:
+            if previous.provenance.model_key != model_key:
                 _supersede(output, previous, started_at)
-                previous = {}
+                previous = None
     card = model.card
     if card is None:
         from tinyllava_bench.models.zoo import card_for_checkpoint
 
         card = card_for_checkpoint(config.model)
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "model": {
-            "name": card.name if card else model.name,
-            "source": config.model,
-            "layout": model.settings.layout,
-            "card": card.metadata() if card else _card_from_model(model),
-        },
-        "tasks": dict(previous.get("tasks", {})),
-        "config": {**config.public(), "model_settings": model.settings.to_dict()},
-        "provenance": {
-            **tool_provenance(),
-            "device": device_description(config.device),
-            "dtype": str(model.dtype).replace("torch.", ""),
-            "checkpoint_dir": checkpoint_dir,
-            "checkpoint_fingerprint": checkpoint_fp,
-            **({"read_from": _read_from_fingerprints(model)} if model.read_from else {}),
-            "model_key": model_key,
-            "seed": config.seed,
-            **threads_record(),
-            "started_at": started_at,
-        },
-    }
+    provenance = Provenance(
+        **tool_provenance(),
+        device=device_description(config.device),
+        dtype=str(model.dtype).replace("torch.", ""),
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_fingerprint=checkpoint_fp,
+        model_key=model_key,
+        seed=config.seed,
+        **threads_record(),
+        started_at=started_at,
+    )
+    # present only when the loader read folders beside the checkpoint (dumped in field order all the same)
+    if model.read_from:
+        provenance.read_from = _read_from_fingerprints(model)
+    return Results(
+        schema_version=SCHEMA_VERSION,
+        model=ModelInfo(
+            name=card.name if card else model.name,
+            source=config.model,
+            layout=model.settings.layout,
+            card=ModelCard(**(card.metadata() if card else _card_from_model(model))),
+        ),
+        tasks=dict(previous.tasks) if previous is not None else {},
+        config={**config.public(), "model_settings": model.settings.to_dict()},
+        provenance=provenance,
+    )
 
 
-def _refuse_other_model(
-    output: Path, previous: dict[str, Any], source: str, checkpoint_dir: str | None
-) -> None:
+def _refuse_other_model(output: Path, previous: Results, source: str, checkpoint_dir: str | None) -> None:
     """An eval into another model's run folder would replace its results: refuse, and say how to go on."""
-    earlier_dir = previous.get("provenance", {}).get("checkpoint_dir")
-    earlier_source = previous.get("model", {}).get("source")
+    earlier_dir = previous.provenance.checkpoint_dir
+    earlier_source = previous.model.source
     same = earlier_dir == checkpoint_dir if earlier_dir and checkpoint_dir else earlier_source == source
     if not same:
         raise UserError(
@@ -251,10 +265,10 @@ def _refuse_other_model(
         )
 
 
-def _supersede(output: Path, previous: dict[str, Any], started_at: str) -> None:
+def _supersede(output: Path, previous: Results, started_at: str) -> None:
     """The same checkpoint, but its files or load settings changed since the earlier run: none of its answers may be
     reused. Its results and samples are moved (not deleted) into OUT/superseded/<time>/, and the user is told."""
-    stamp = str(previous.get("provenance", {}).get("started_at") or started_at).replace(":", "")
+    stamp = str(previous.provenance.started_at or started_at).replace(":", "")
     target = output / "superseded" / stamp
     names = [
         RESULTS_FILE,
@@ -273,16 +287,19 @@ def _supersede(output: Path, previous: dict[str, Any], started_at: str) -> None:
 
 
 def _write_results(
-    output: Path, results: dict[str, Any], finished: dict[str, Any], max_error_rate: float
+    output: Path, results: Results, finished: dict[str, TaskEntry], max_error_rate: float
 ) -> None:
     """Write results.json with the tasks this process `finished` over what is on disk now: another process writing
     into the same run folder may have recorded other tasks since this one started."""
     with results_lock(output):
-        on_disk = read_results(output / RESULTS_FILE)
-        same_model = on_disk.get("provenance", {}).get("model_key") == results["provenance"]["model_key"]
-        results["tasks"] = {**(on_disk.get("tasks", {}) if same_model else results["tasks"]), **finished}
-        results["summary"] = run_summary(results["tasks"].values(), max_error_rate)
-        write_json_atomic(output / RESULTS_FILE, results)
+        on_disk = load_results(output / RESULTS_FILE)
+        same_model = on_disk is not None and on_disk.provenance.model_key == results.provenance.model_key
+        results.tasks = {
+            **(on_disk.tasks if on_disk is not None and same_model else results.tasks),
+            **finished,
+        }
+        results.summary = Summary(**run_summary([t.dump() for t in results.tasks.values()], max_error_rate))
+        write_json_atomic(output / RESULTS_FILE, results.dump())
 
 
 def run_summary(entries: Any, max_error_rate: float = 0.0) -> dict[str, Any]:
@@ -294,25 +311,25 @@ def run_summary(entries: Any, max_error_rate: float = 0.0) -> dict[str, Any]:
     n_judge_failures = sum(int(entry.get("n_judge_failures") or 0) for entry in entries)
     failed = n_errors + n_judge_failures
     rate = failed / n_samples if n_samples else 0.0
-    return {
-        "n_samples": n_samples,
-        "n_errors": n_errors,
-        "n_judge_failures": n_judge_failures,
-        "error_rate": round(rate, 6),
-        "max_error_rate": max_error_rate,
-        "exit_status": EXIT_INCOMPLETE if failed and rate > max_error_rate else EXIT_OK,
-    }
+    return Summary(
+        n_samples=n_samples,
+        n_errors=n_errors,
+        n_judge_failures=n_judge_failures,
+        error_rate=round(rate, 6),
+        max_error_rate=max_error_rate,
+        exit_status=EXIT_INCOMPLETE if failed and rate > max_error_rate else EXIT_OK,
+    ).dump()
 
 
 def _card_from_model(model: EvalModel) -> dict[str, Any]:
     return model.card_fields()
 
 
-def _finish_provenance(results: dict[str, Any], started: float, n_generated: int) -> None:
+def _finish_provenance(results: Results, started: float, n_generated: int) -> None:
     wall = time.time() - started
-    results["provenance"]["wall_time_s"] = round(wall, 3)
-    results["provenance"]["samples_generated"] = n_generated
-    results["provenance"]["samples_per_s"] = round(n_generated / wall, 3) if wall > 0 else None
+    results.provenance.wall_time_s = round(wall, 3)
+    results.provenance.samples_generated = n_generated
+    results.provenance.samples_per_s = round(n_generated / wall, 3) if wall > 0 else None
 
 
 def _run_task(
@@ -323,7 +340,7 @@ def _run_task(
     output: Path,
     dist: Dist,
     hooks: EvalHooks = NO_HOOKS,
-) -> tuple[dict[str, Any], int]:
+) -> tuple[TaskEntry | None, int]:
     from tinyllava_bench.tasks import apply_overrides, load_task_data
 
     protocol = config.protocol
@@ -361,7 +378,7 @@ def _run_task(
         generated = generate(requests, data, model, generation, config, log, task.name, dist, hooks)
     dist.barrier()
     if not dist.is_main:
-        return {}, generated
+        return None, generated
     with hooks.phase("score_and_write"):
         entry = _score_task(task, data, text_rows, indices, keys, question_ids, config, output)
     return entry, generated
@@ -376,7 +393,7 @@ def _score_task(
     question_ids: list[Any],
     config: EvalConfig,
     output: Path,
-) -> dict[str, Any]:
+) -> TaskEntry:
     from tinyllava_bench.tasks import score_predictions, write_submission
 
     done = finished_records(output, task.name)
@@ -415,27 +432,30 @@ def _score_task(
         for key in ("error", "judge_error"):
             if sample.get(key):
                 record[key] = sample[key]
-    write_jsonl_atomic(samples_path(output, task.name), records)
+    write_jsonl_atomic(
+        samples_path(output, task.name), [SampleRecord.model_validate(r).dump() for r in records]
+    )
     if task.submission:
         write_submission(
             task, [question_ids[i] for i in indices], predictions, output / f"submission_{task.name}.json"
         )
-    return {
-        "metrics": scored["metrics"],
-        "headline": task.headline,
-        "n_samples": len(indices),
+    judge_record = scored.get("judge")
+    return TaskEntry(
+        metrics=scored["metrics"],
+        headline=task.headline,
+        n_samples=len(indices),
         # samples without an answer or a score for a reason other than the judge: n_judge_failures counts those
-        "n_errors": sum(1 for r in records if r.get("error") and not r.get("judge_error")),
-        "protocol": config.protocol,
-        "scorer": task.scorer,  # regress refuses to compare runs scored by different rules
-        "judge_model": scored.get("judge_model"),
+        n_errors=sum(1 for r in records if r.get("error") and not r.get("judge_error")),
+        protocol=config.protocol,
+        scorer=task.scorer,  # regress refuses to compare runs scored by different rules
+        judge_model=scored.get("judge_model"),
         # model, temperature, max_tokens, retries, base_url (credentials masked); None for unjudged tasks
-        "judge": scored.get("judge"),
-        "n_judge_failures": scored["n_judge_failures"],
-        "dataset": data.provenance(),
-        "generation": task.generation_for(config.protocol).record(config.seed),
-        "limit": config.limit,
-    }
+        judge=JudgeRecord(**judge_record) if judge_record is not None else None,
+        n_judge_failures=scored["n_judge_failures"],
+        dataset=DatasetInfo.model_validate(data.provenance()),
+        generation=GenerationRecord(**task.generation_for(config.protocol).record(config.seed)),
+        limit=config.limit,
+    )
 
 
 def _judge_client(task: Any, config: EvalConfig, output: Path) -> Any:

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tinyllava_bench.engine.schema import SCHEMA_VERSION
+from tinyllava_bench.engine.schema import SCHEMA_VERSION, Results, SampleRecord, parse
 from tinyllava_bench.errors import UserError
 
 _UMASK = os.umask(0o022)  # the only way to read the umask is to set it: put it straight back
@@ -21,7 +21,8 @@ os.umask(_UMASK)
 
 
 def read_samples(path: Path) -> list[dict[str, Any]]:
-    """All complete records of `path`; a torn last line (crash mid-write) is cut off the file."""
+    """All complete records of `path`, each checked against `SampleRecord`; a torn last line (crash mid-write) is
+    cut off the file."""
     if not path.is_file():
         return []
     data = path.read_bytes()
@@ -42,12 +43,13 @@ def read_samples(path: Path) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except ValueError:
             raise UserError(
                 f"{path}:{number}: not a JSON line; this samples file was edited or corrupted — move it away to "
                 "redo its samples"
             ) from None
+        records.append(parse(SampleRecord, record, f"{path}:{number}").dump())
     return records
 
 
@@ -174,10 +176,17 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def read_results(path: Path) -> dict[str, Any]:
-    """results.json's content ({} when there is none), refused in one line when it is not one this tool can use."""
+    """results.json's content as JSON ({} when there is none), checked as `load_results` checks it."""
+    results = load_results(path)
+    return results.dump() if results is not None else {}
+
+
+def load_results(path: Path) -> Results | None:
+    """results.json as a `Results` (None when there is none), refused in one line when it is not one this tool can use:
+    no schema_version (older than the schema), a newer one, or a field of the wrong type."""
     data = read_json(path)
     if not data and not path.is_file():
-        return {}
+        return None
     if not isinstance(data, dict) or not isinstance(data.get("tasks", {}), dict):
         raise UserError(
             f'{path}: not a results file of this tool (it needs an object with a "tasks" object); move it away '
@@ -193,7 +202,7 @@ def read_results(path: Path) -> dict[str, Any]:
             f"{path}: schema_version {version} is newer than this tool reads ({SCHEMA_VERSION}); upgrade "
             "tinyllava-bench, or pass a new --output"
         )
-    return data
+    return parse(Results, data, path)
 
 
 def _lock(path: Path, what: str) -> Any:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tinyllava_bench.engine.schema import SCHEMA_VERSION, Results, SampleRecord, TaskEntry, parse
 from tinyllava_bench.errors import UserError
 from tinyllava_bench.tasks.registry import Benchmark, metric_max, scored_max
 from tinyllava_bench.tasks.registry import headline as registry_headline
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 # The run-folder schema versions this reader understands (docs/run_folder.md).
-SUPPORTED_SCHEMA_VERSIONS = (1,)
+SUPPORTED_SCHEMA_VERSIONS = tuple(range(1, SCHEMA_VERSION + 1))
 
 # The model-card keys an ablation view can vary (`report --group-by`).
 CARD_AXES = ("vision", "llm", "recipe", "data", "connector")
@@ -42,6 +43,7 @@ class TaskResult:
     invalid_metrics: dict[str, str] = field(default_factory=dict)
     n_judge_failures: int | None = None
     scorer: str | None = None
+    judge: dict[str, Any] | None = None  # how the judge was asked (schema.JudgeRecord), for judged tasks
 
     @property
     def headline_value(self) -> float | None:
@@ -102,40 +104,34 @@ def _flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> tuple[dict
     return flat, invalid
 
 
-def _optional_int(value: Any) -> int | None:
-    numeric = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    return int(value) if numeric else None
-
-
-def _optional_str(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-def _parse_task(results_file: Path, name: str, entry: Any) -> TaskResult:
+def _check_task(results_file: Path, name: str, entry: Any) -> None:
     if not isinstance(entry, Mapping) or not isinstance(entry.get("metrics", {}), Mapping):
         raise UserError(
             f"{results_file}: task {name!r} must be an object with a `metrics` object (docs/run_folder.md); "
             "regenerate the run with `tinyllava-bench eval` or fix the file"
         )
-    metrics, invalid_metrics = _flatten_metrics(entry.get("metrics") or {})
+
+
+def _parse_task(name: str, entry: TaskEntry) -> TaskResult:
+    metrics, invalid_metrics = _flatten_metrics(entry.metrics or {})
     # the task YAML's headline stands in only when results.json has none
-    headline = entry.get("headline") or registry_headline(name)
+    headline = entry.headline or registry_headline(name)
     if headline is None and len(metrics) == 1:
         headline = next(iter(metrics))
-    dataset = entry.get("dataset")
     return TaskResult(
         name=name,
         metrics=metrics,
         headline=headline,
-        n_samples=_optional_int(entry.get("n_samples")),
-        n_errors=_optional_int(entry.get("n_errors")),
-        protocol=_optional_str(entry.get("protocol")),
-        judge_model=_optional_str(entry.get("judge_model")),
-        dataset=dict(dataset) if isinstance(dataset, Mapping) else {},
-        limit=_optional_int(entry.get("limit")),
+        n_samples=entry.n_samples,
+        n_errors=entry.n_errors,
+        protocol=entry.protocol,
+        judge_model=entry.judge_model,
+        dataset=entry.dataset.dump() if entry.dataset is not None else {},
+        limit=entry.limit,
         invalid_metrics=invalid_metrics,
-        n_judge_failures=_optional_int(entry.get("n_judge_failures")),
-        scorer=_optional_str(entry.get("scorer")),
+        n_judge_failures=entry.n_judge_failures,
+        scorer=entry.scorer,
+        judge=entry.judge.dump() if entry.judge is not None else None,
     )
 
 
@@ -167,22 +163,22 @@ def load_run(path: str | Path) -> Run:
             f"{results_file}: schema_version {version!r} is not one this tinyllava-bench reads ({supported}); "
             "use the tinyllava-bench version that wrote the run, or re-run the evaluation"
         )
-    model = raw.get("model")
     tasks = raw.get("tasks", {})
-    if not isinstance(model, Mapping) or not isinstance(tasks, Mapping):
+    if not isinstance(raw.get("model"), Mapping) or not isinstance(tasks, Mapping):
         raise UserError(f"{results_file}: needs a `model` object and a `tasks` object (docs/run_folder.md)")
-    card = model.get("card")
-    provenance = raw.get("provenance")
-    config = raw.get("config")
+    for name, entry in tasks.items():
+        _check_task(results_file, str(name), entry)
+    results = parse(Results, raw, results_file)
+    model = results.model
     return Run(
         path=folder,
-        model_name=str(model.get("name") or folder.name),
-        model_source=_optional_str(model.get("source")),
-        layout=_optional_str(model.get("layout")),
-        card=dict(card) if isinstance(card, Mapping) else {},
-        tasks={str(name): _parse_task(results_file, str(name), entry) for name, entry in tasks.items()},
-        provenance=dict(provenance) if isinstance(provenance, Mapping) else {},
-        config=dict(config) if isinstance(config, Mapping) else {},
+        model_name=model.name or folder.name,
+        model_source=model.source,
+        layout=model.layout,
+        card=model.card.dump() if model.card is not None else {},
+        tasks={name: _parse_task(name, entry) for name, entry in results.tasks.items()},
+        provenance=results.provenance.dump(),
+        config=dict(results.config),
         raw=raw,
     )
 
@@ -231,7 +227,7 @@ def load_samples(path: str | Path) -> list[dict[str, Any]]:
             raise UserError(f"{file}: line {number} is not valid JSON; regenerate or fix the file") from None
         if not isinstance(sample, dict):
             raise UserError(f"{file}: line {number} is not a JSON object")
-        samples.append(sample)
+        samples.append(parse(SampleRecord, sample, f"{file}:{number}").dump())
     return samples
 
 

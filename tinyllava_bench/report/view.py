@@ -89,7 +89,6 @@ def _compare_code(mine: Mapping[str, Any], other: Mapping[str, Any] | None) -> s
 def _run_header(run: Run, label: str) -> dict[str, Any]:
     tasks = {}
     for name, task in run.tasks.items():
-        entry = run.raw.get("tasks", {}).get(name, {})
         tasks[name] = {
             "metrics": task.metrics,
             "invalid_metrics": task.invalid_metrics,
@@ -102,7 +101,7 @@ def _run_header(run: Run, label: str) -> dict[str, Any]:
             "judge_model": task.judge_model,
             "limit": task.limit,
             "fingerprint": (task.dataset or {}).get("fingerprint"),
-            "judge": entry.get("judge") if isinstance(entry, Mapping) else None,
+            "judge": task.judge,
         }
     return {
         "label": label,

@@ -142,12 +142,12 @@ def _judge_rows(task: Any) -> list[Difference]:
 def run_effects(run_a: Path, run_b: Path, tasks: Sequence[str] | None = None) -> list[Difference]:
     """Headline per task of the same checkpoint under both protocols (one run each), with the delta."""
     from tinyllava_bench.engine.schema import RESULTS_FILE
-    from tinyllava_bench.engine.store import read_json
+    from tinyllava_bench.engine.store import read_results
 
     results = []
     for run in (run_a, run_b):
         path = Path(run) / RESULTS_FILE if Path(run).is_dir() else Path(run)
-        data = read_json(path)
+        data = read_results(path)  # checked against the schema
         if not data:
             raise UserError(f"no results at {path}; give a run folder that `tinyllava-bench eval` wrote")
         results.append((path, data))

@@ -50,6 +50,7 @@ def rescore(
     test_questions: str | Path | None,
 ) -> Rescored:
     """Score `predictions` against `task`'s data and write `output` (and the submission, for a task with one)."""
+    from tinyllava_bench.engine.schema import ScoreOutput
     from tinyllava_bench.tasks.data import load_task_data
     from tinyllava_bench.tasks.data_readers import read_question_ids
     from tinyllava_bench.tasks.predictions import load_predictions
@@ -64,8 +65,10 @@ def rescore(
     result = score_predictions(
         task, loaded.rows, matched.predictions, protocol, judge, missing_as_wrong=missing_as_wrong
     )
-    result["dataset"] = loaded.provenance()
-    result["predictions_file"] = str(predictions)
+    # the score document with where its rows and predictions came from, through the schema
+    result = ScoreOutput.model_validate(
+        {**result, "dataset": loaded.provenance(), "predictions_file": str(predictions)}
+    ).dump()
     write_score_output(result, output)
     rescored = Rescored(result)
     if len(loaded) != task.size:

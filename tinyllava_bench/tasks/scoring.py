@@ -1,7 +1,7 @@
 """Score one task's predictions: place them on the rows, ask the judge where the task needs one, run the scorer.
 
 `score_predictions` is the library entry the `score` verb and the eval engine share; its dict is what
-`score --output` writes.
+`score --output` writes, built through `engine.schema.ScoreOutput`.
 """
 
 from __future__ import annotations
@@ -12,12 +12,19 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from tinyllava_bench.engine.schema import (
+    SCORE_OUTPUT_VERSION,
+    JudgeRecord,
+    MissingRow,
+    ScoredSample,
+    ScoreOutput,
+)
 from tinyllava_bench.engine.store import write_atomic
 from tinyllava_bench.errors import UserError
 from tinyllava_bench.tasks.config import TaskConfig
 from tinyllava_bench.tasks.registry import load_task
 
-SCORE_OUTPUT_VERSION = 1
+__all__ = ["SCORE_OUTPUT_VERSION", "row_question_ids", "score_predictions", "write_score_output"]
 
 
 def row_question_ids(task: TaskConfig, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
@@ -63,16 +70,16 @@ def score_predictions(
     scored_predictions = [str(predictions[i]) for i in scored]
 
     errors: list[str | None] = [None] * len(scored)
-    result: dict[str, Any] = {
-        "schema_version": SCORE_OUTPUT_VERSION,
-        "task": task.name,
-        "protocol": protocol,
-        "headline": task.headline,
-        "n": len(scored),
-        "n_rows": len(rows),
-        "n_missing": len(missing),
-        "n_judge_failures": 0,
-    }
+    result = ScoreOutput(
+        schema_version=SCORE_OUTPUT_VERSION,
+        task=task.name,
+        protocol=protocol,
+        headline=task.headline,
+        n=len(scored),
+        n_rows=len(rows),
+        n_missing=len(missing),
+        n_judge_failures=0,
+    )
     judgements = None
     judge_errors: list[str | None] = [None] * len(scored)
     if task.judged:
@@ -90,44 +97,44 @@ def score_predictions(
         judgements = [outcome.score for outcome in outcomes]
         errors = [_judge_error(outcome) for outcome in outcomes]
         judge_errors = [outcome.judge_error or None for outcome in outcomes]
-        result["judge_model"] = judge.model
-        result["judge"] = judge_settings.public()
-        result["n_judge_failures"] = sum(error is not None for error in judge_errors)
+        result.judge_model = judge.model
+        result.judge = JudgeRecord(**judge_settings.public())
+        result.n_judge_failures = sum(error is not None for error in judge_errors)
 
     if task.scorer is None:
         parsed: list[Any] = [None] * len(scored)
         scores: list[float | None] = [None] * len(scored)
-        result["metrics"] = {}
+        result.metrics = {}
     else:
         try:
             task_score = score_task(task.scorer, scored_rows, scored_predictions, protocol, judgements)
         except (ValueError, KeyError, TypeError) as exc:
             raise UserError(f"cannot score task {task.name}: {type(exc).__name__}: {exc}") from None
-        result["metrics"] = dict(task_score.metrics)
+        result.metrics = dict(task_score.metrics)
         parsed = list(task_score.parsed) or [None] * len(scored)
         scores = list(task_score.scores) or [None] * len(scored)
-    if not result["metrics"] and task.submission is not None:
-        result["note"] = (
+    if not result.metrics and task.submission is not None:
+        result.note = (
             f"task {task.name} has no local answers: grade its submission file on the official server"
         )
 
     samples = []
     for position, row_index in enumerate(scored):
-        sample = {
-            "index": row_index,
-            "question_id": question_ids[row_index],
-            "prediction": scored_predictions[position],
-            "parsed": parsed[position] if position < len(parsed) else None,
-            "score": _plain_score(scores[position] if position < len(scores) else None),
-        }
-        if errors[position] is not None:
-            sample["error"] = errors[position]
-        if judge_errors[position] is not None:
-            sample["judge_error"] = judge_errors[position]
-        samples.append(sample)
-    result["missing"] = [{"index": i, "question_id": question_ids[i]} for i in missing]
-    result["samples"] = samples
-    return result
+        # "error" and "judge_error" are present only on a sample that has one
+        problems = {"error": errors[position], "judge_error": judge_errors[position]}
+        samples.append(
+            ScoredSample(
+                index=row_index,
+                question_id=question_ids[row_index],
+                prediction=scored_predictions[position],
+                parsed=parsed[position] if position < len(parsed) else None,
+                score=_plain_score(scores[position] if position < len(scores) else None),
+                **{key: value for key, value in problems.items() if value is not None},
+            )
+        )
+    result.missing = [MissingRow(index=i, question_id=question_ids[i]) for i in missing]
+    result.samples = samples
+    return result.dump()
 
 
 def _run_judge(
