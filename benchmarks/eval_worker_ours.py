@@ -60,8 +60,9 @@ def worker_ours(args: Any) -> dict[str, Any]:
     """`evaluate(EvalConfig(...))` on the model this worker loads (so its preprocessor can be timed), with the
     engine's phases timed through its hooks."""
     from tinyllava_bench import load_model
+    from tinyllava_bench.engine.eval_config import EvalConfig
     from tinyllava_bench.engine.model_protocol import TinyLlavaModel
-    from tinyllava_bench.engine.runner import EvalConfig, evaluate
+    from tinyllava_bench.engine.runner import evaluate
 
     timer = PhaseTimer()
     output = Path(args.output)

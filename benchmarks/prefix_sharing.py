@@ -81,7 +81,8 @@ def write_shape(shape: str, rows: int, root: Path) -> Path:
 
 
 def worker_eval(args: argparse.Namespace) -> dict[str, Any]:
-    from tinyllava_bench.engine.runner import EvalConfig, evaluate
+    from tinyllava_bench.engine.eval_config import EvalConfig
+    from tinyllava_bench.engine.runner import evaluate
 
     started, started_cpu = time.perf_counter(), time.process_time()
     evaluate(

@@ -590,7 +590,8 @@ def test_score_of_an_unjudged_task_counts_no_judge_failures() -> None:
 @pytest.mark.parametrize("task", ["mmvet", "llava_wild"])
 def test_score_and_eval_judge_with_the_task_files_settings(tmp_path, task, protocol) -> None:
     """Both verbs resolve model, temperature, max_tokens and retries from tasks/<task>.yaml per protocol."""
-    from tinyllava_bench.engine.runner import EvalConfig, _judge_client
+    from tinyllava_bench.engine.eval_config import EvalConfig
+    from tinyllava_bench.engine.runner import _judge_client
     from tinyllava_bench.tasks import load_task
 
     expected = load_task(task).judge_for(protocol)

@@ -112,6 +112,16 @@ def test_evaluate_writes_the_run_folder_it_returns(examples):
     assert (output / "samples_pope.jsonl").exists()
 
 
+def test_evaluate_runs_an_adapter_with_hooks(examples):
+    faked, log = examples["faked"], examples["log"]
+    assert faked.exit_status == EXIT_OK
+    entry = faked.results["tasks"]["pope"]
+    assert entry["n_samples"] == 4 and entry["n_errors"] == 0
+    assert faked.results["model"]["source"] == "fake"
+    assert "load_model" not in log.phases  # the adapter was handed in, not loaded
+    assert log.phases.index("run_task") < log.phases.index("model_generate") < log.phases.index("score_and_write")
+
+
 def test_score_rescores_the_runs_samples(examples):
     scored, run = examples["scored"], examples["run"]
     assert isinstance(scored, tinyllava_bench.ScoreResult)

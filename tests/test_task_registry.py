@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tinyllava_bench.engine.runner import expand_tasks
 from tinyllava_bench.errors import UserError
 from tinyllava_bench.paths import PACKAGE_DIR, REPO_ROOT
 from tinyllava_bench.report.runs import TaskResult, task_full_scale
 from tinyllava_bench.report.view import outcome
 from tinyllava_bench.tasks import registry
 from tinyllava_bench.tasks.config import read_task_file
+from tinyllava_bench.tasks.registry import expand_tasks
 
 TASKS = REPO_ROOT / "tasks"
 DOC = REPO_ROOT / "docs" / "adding_a_task.md"

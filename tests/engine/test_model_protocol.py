@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from tinyllava_bench.engine.eval_config import EvalConfig
 from tinyllava_bench.engine.hooks import EvalHooks
 from tinyllava_bench.engine.model_protocol import BareGenerateModel, EvalModel, TinyLlavaModel
-from tinyllava_bench.engine.runner import EvalConfig, evaluate
+from tinyllava_bench.engine.runner import evaluate
 from tinyllava_bench.testing.fake_model import FakeModel, yes_or_no
 
 N = 8

@@ -47,7 +47,7 @@ def test_cached_fingerprint_is_the_hash_and_follows_every_change(tmp_path, monke
 def test_judge_url_credentials_never_reach_results_json():
     from pathlib import Path
 
-    from tinyllava_bench.engine.runner import EvalConfig, redact_url
+    from tinyllava_bench.engine.eval_config import EvalConfig, redact_url
 
     url = "https://user:s3cret@judge.example/v1?api-key=k3y&x=1"
     public = EvalConfig(model="m", tasks=["mmvet"], output=Path("o"), judge_base_url=url).public()

@@ -11,6 +11,8 @@ from tinyllava_bench.api.results import EvalResult, PathLike, Results
 from tinyllava_bench.errors import EXIT_INCOMPLETE, EXIT_OK, UserError, run_phase
 
 if TYPE_CHECKING:  # pragma: no cover
+    from tinyllava_bench.engine.hooks import EvalHooks
+    from tinyllava_bench.engine.model_protocol import EvalModel
     from tinyllava_bench.models.tinyllava import TinyLlava
 
 
@@ -77,20 +79,25 @@ def evaluate(
     prefix_sharing: bool = True,
     max_error_rate: float = 0.0,
     show_progress: bool = True,
+    adapter: EvalModel | None = None,
+    hooks: EvalHooks | None = None,
 ) -> EvalResult:
     """Evaluate `model` on `tasks` (names, comma-separated or a list, or "all") and write the run folder.
 
     The keywords are `tinyllava-bench eval`'s flags (`model_args`/`task_options` also take a mapping). A run
     into a folder that holds an earlier run of the same model resumes it. `exit_status` is 3 when more than
     `max_error_rate` of the samples errored or got no judge score (they are recorded and retried next time).
+    `adapter`: run this model (any `engine.model_protocol.EvalModel`) instead of loading `model`, which then only
+    names it; the caller keeps and releases it. `hooks`: an `engine.hooks.EvalHooks` told of each phase and batch.
     """
     import torch
 
-    from tinyllava_bench.engine.runner import EvalConfig, expand_tasks
+    from tinyllava_bench.engine.eval_config import EvalConfig
     from tinyllava_bench.engine.runner import evaluate as run_evaluation
     from tinyllava_bench.judge.settings import judge_overrides, resolve_judge_settings
     from tinyllava_bench.models.loading import check_overrides
     from tinyllava_bench.tasks import apply_overrides, load_task
+    from tinyllava_bench.tasks.registry import expand_tasks
     from tinyllava_bench.threads import apply_threads
 
     # the settings first: what is wrong there is a usage error (2), found before anything loads
@@ -142,7 +149,7 @@ def evaluate(
         show_progress=show_progress,
     )
     with run_phase():
-        results = run_evaluation(config)
+        results = run_evaluation(config, model=adapter, hooks=hooks)
     if not results:
         return EvalResult(results=results, output=run_folder, exit_status=EXIT_OK)
     status, message = _eval_status(results, names, max_error_rate)
@@ -151,7 +158,7 @@ def evaluate(
 
 def _eval_status(results: Results, tasks: list[str], max_error_rate: float) -> tuple[int, str | None]:
     """0, or 3 with one line of counts when samples of this run's tasks errored or went unjudged."""
-    from tinyllava_bench.engine.runner import run_summary
+    from tinyllava_bench.engine.run_folder import run_summary
 
     summary = run_summary(
         (results["tasks"][name] for name in tasks if name in results["tasks"]), max_error_rate

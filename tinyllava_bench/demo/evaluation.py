@@ -13,7 +13,8 @@ from tinyllava_bench.demo.training import side_by_side
 
 
 def evaluate_variant(checkpoint: Path, data_root: Path, output: Path, settings: DemoSettings) -> Path:
-    from tinyllava_bench.engine.runner import EvalConfig, evaluate
+    from tinyllava_bench.engine.eval_config import EvalConfig
+    from tinyllava_bench.engine.runner import evaluate
     from tinyllava_bench.threads import apply_threads
 
     apply_threads(settings.threads)

@@ -3,14 +3,13 @@ write-ahead samples log), then on rank 0 score everything and write the run fold
 
 from __future__ import annotations
 
-import sys
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from tinyllava_bench.engine.distributed import Dist, close_distributed, init_distributed
+from tinyllava_bench.engine.eval_config import EvalConfig
 from tinyllava_bench.engine.generation import (
     build_requests,
     generate,
@@ -22,86 +21,28 @@ from tinyllava_bench.engine.hooks import NO_HOOKS, EvalHooks
 from tinyllava_bench.engine.model_protocol import EvalModel, TinyLlavaModel
 from tinyllava_bench.engine.provenance import (
     checkpoint_fingerprint,
-    device_description,
     fingerprint,
-    tool_provenance,
+)
+from tinyllava_bench.engine.run_folder import (
+    finish_provenance,
+    read_from_fingerprints,
+    start_results,
+    write_results,
 )
 from tinyllava_bench.engine.schema import (
-    RESULTS_FILE,
-    SCHEMA_VERSION,
     DatasetInfo,
     GenerationRecord,
     JudgeRecord,
-    ModelCard,
-    ModelInfo,
-    Provenance,
-    Results,
     SampleRecord,
-    Summary,
     TaskEntry,
 )
 from tinyllava_bench.engine.store import (
-    load_results,
     make_run_folder,
     read_samples,
-    results_lock,
     task_lock,
-    write_json_atomic,
     write_jsonl_atomic,
 )
-from tinyllava_bench.errors import EXIT_INCOMPLETE, EXIT_OK, UserError
-from tinyllava_bench.judge.redaction import redact_url
-from tinyllava_bench.threads import threads_record
-
-
-@dataclass
-class EvalConfig:
-    model: str
-    tasks: list[str]
-    output: Path
-    limit: int | None = None
-    batch_size: int | str = "auto"
-    protocol: str = "official"
-    device: str = "cpu"
-    dtype: str | None = None
-    num_workers: int = 2
-    judge_model: str | None = None
-    judge_temperature: float | None = None
-    judge_max_tokens: int | None = None
-    judge_retries: int | None = None
-    judge_base_url: str | None = None
-    judge_cache: Path | None = None
-    data_root: Path | None = None
-    seed: int = 0
-    model_args: dict[str, Any] = field(default_factory=dict)
-    task_options: dict[str, Any] = field(default_factory=dict)
-    max_error_rate: float = 0.0  # the share of errored or unjudged samples a run may have and still exit 0
-    # each image's prompt prefix prefilled once for all its questions (the same answers as without)
-    prefix_sharing: bool = True
-    show_progress: bool = True
-
-    def public(self) -> dict[str, Any]:
-        """The settings as results.json records them; credentials inside a judge URL are masked."""
-        public = {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
-        public["judge_base_url"] = redact_url(self.judge_base_url)
-        return public
-
-
-def expand_tasks(spec: str | list[str]) -> list[str]:
-    """Task names from `--tasks`: `all` (the registry's `in_all` tasks, in paper order), aliases as their task's
-    name, a path to a task YAML as given."""
-    from tinyllava_bench.tasks.registry import all_tasks, resolve_alias
-
-    names = spec.split(",") if isinstance(spec, str) else list(spec)
-    out: list[str] = []
-    for name in (n.strip() for n in names if n.strip()):
-        is_file = Path(name).suffix in (".yaml", ".yml") and Path(name).is_file()
-        for task in all_tasks() if name == "all" else (name if is_file else resolve_alias(name),):
-            if task not in out:
-                out.append(task)
-    if not out:
-        raise UserError("--tasks is empty; name tasks (see `tinyllava-bench tasks`) or use all")
-    return out
+from tinyllava_bench.errors import UserError
 
 
 def samples_path(output: Path, task: str) -> Path:
@@ -135,6 +76,7 @@ def evaluate(
 
     from tinyllava_bench import load_model
     from tinyllava_bench.tasks import load_task
+    from tinyllava_bench.tasks.registry import expand_tasks
 
     started = time.time()
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -174,14 +116,14 @@ def evaluate(
             {
                 "checkpoint": checkpoint_fp,
                 # the vision tower, base tokenizer or processor config read from other folders
-                **({"read_from": _read_from_fingerprints(model)} if model.read_from else {}),
+                **({"read_from": read_from_fingerprints(model)} if model.read_from else {}),
                 "settings": model.settings.to_dict(),
                 "dtype": str(model.dtype),
                 "device": device.split(":")[0],
             }
         )
         results = (
-            _start_results(output, config, model, checkpoint_fp, model_key, started_at)
+            start_results(output, config, model, checkpoint_fp, model_key, started_at)
             if dist.is_main
             else None
         )
@@ -193,143 +135,13 @@ def evaluate(
             n_generated += generated
             if results is not None and entry is not None:
                 finished[task.name] = entry
-                _finish_provenance(results, started, n_generated)
-                _write_results(output, results, finished, config.max_error_rate)
+                finish_provenance(results, started, n_generated)
+                write_results(output, results, finished, config.max_error_rate)
         return dist.broadcast(results.dump() if results is not None else {})
     finally:
         if loaded and model is not None:
             model.release()
         close_distributed()
-
-
-def _read_from_fingerprints(model: Any) -> dict[str, str]:
-    return {name: checkpoint_fingerprint(str(path)) for name, path in sorted(model.read_from.items())}
-
-
-def _start_results(
-    output: Path, config: EvalConfig, model: Any, checkpoint_fp: str | None, model_key: str, started_at: str
-) -> Results:
-    """results.json's content at the start: the earlier run's tasks when they came from this very model (same
-    files, settings, dtype); an earlier run of the same checkpoint that differs is moved aside, and a run folder
-    of another model is refused."""
-    checkpoint_dir = str(Path(model.checkpoint_dir).resolve()) if model.checkpoint_dir else None
-    with results_lock(output):
-        previous = load_results(output / RESULTS_FILE)
-        if previous is not None:
-            _refuse_other_model(output, previous, config.model, checkpoint_dir)
-            if previous.provenance.model_key != model_key:
-                _supersede(output, previous, started_at)
-                previous = None
-    card = model.card
-    if card is None:
-        from tinyllava_bench.models.zoo import card_for_checkpoint
-
-        card = card_for_checkpoint(config.model)
-    provenance = Provenance(
-        **tool_provenance(),
-        device=device_description(config.device),
-        dtype=str(model.dtype).replace("torch.", ""),
-        checkpoint_dir=checkpoint_dir,
-        checkpoint_fingerprint=checkpoint_fp,
-        model_key=model_key,
-        seed=config.seed,
-        **threads_record(),
-        started_at=started_at,
-    )
-    # present only when the loader read folders beside the checkpoint (dumped in field order all the same)
-    if model.read_from:
-        provenance.read_from = _read_from_fingerprints(model)
-    return Results(
-        schema_version=SCHEMA_VERSION,
-        model=ModelInfo(
-            name=card.name if card else model.name,
-            source=config.model,
-            layout=model.settings.layout,
-            card=ModelCard(**(card.metadata() if card else _card_from_model(model))),
-        ),
-        tasks=dict(previous.tasks) if previous is not None else {},
-        config={**config.public(), "model_settings": model.settings.to_dict()},
-        provenance=provenance,
-    )
-
-
-def _refuse_other_model(output: Path, previous: Results, source: str, checkpoint_dir: str | None) -> None:
-    """An eval into another model's run folder would replace its results: refuse, and say how to go on."""
-    earlier_dir = previous.provenance.checkpoint_dir
-    earlier_source = previous.model.source
-    same = earlier_dir == checkpoint_dir if earlier_dir and checkpoint_dir else earlier_source == source
-    if not same:
-        raise UserError(
-            f"{output} holds the results of another model ({earlier_source or earlier_dir}); pass a new --output "
-            "for this one, or move that run folder away"
-        )
-
-
-def _supersede(output: Path, previous: Results, started_at: str) -> None:
-    """The same checkpoint, but its files or load settings changed since the earlier run: none of its answers may be
-    reused. Its results and samples are moved (not deleted) into OUT/superseded/<time>/, and the user is told."""
-    stamp = str(previous.provenance.started_at or started_at).replace(":", "")
-    target = output / "superseded" / stamp
-    names = [
-        RESULTS_FILE,
-        *(p.name for p in output.glob("samples_*.jsonl")),
-        *(p.name for p in output.glob("submission_*.json")),
-    ]
-    target.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        if (output / name).exists():
-            (output / name).replace(target / name)
-    print(
-        f"note: the model's files or settings changed since the earlier run in {output} (its fingerprint differs): "
-        f"that run is moved to {target} and every task is evaluated afresh",
-        file=sys.stderr,
-    )
-
-
-def _write_results(
-    output: Path, results: Results, finished: dict[str, TaskEntry], max_error_rate: float
-) -> None:
-    """Write results.json with the tasks this process `finished` over what is on disk now: another process writing
-    into the same run folder may have recorded other tasks since this one started."""
-    with results_lock(output):
-        on_disk = load_results(output / RESULTS_FILE)
-        same_model = on_disk is not None and on_disk.provenance.model_key == results.provenance.model_key
-        results.tasks = {
-            **(on_disk.tasks if on_disk is not None and same_model else results.tasks),
-            **finished,
-        }
-        results.summary = Summary(**run_summary([t.dump() for t in results.tasks.values()], max_error_rate))
-        write_json_atomic(output / RESULTS_FILE, results.dump())
-
-
-def run_summary(entries: Any, max_error_rate: float = 0.0) -> dict[str, Any]:
-    """Counts over task entries and the exit status they call for: 3 (EXIT_INCOMPLETE) when the share of samples
-    that errored or got no judge score is above `max_error_rate`, else 0."""
-    entries = list(entries)
-    n_samples = sum(int(entry.get("n_samples") or 0) for entry in entries)
-    n_errors = sum(int(entry.get("n_errors") or 0) for entry in entries)
-    n_judge_failures = sum(int(entry.get("n_judge_failures") or 0) for entry in entries)
-    failed = n_errors + n_judge_failures
-    rate = failed / n_samples if n_samples else 0.0
-    return Summary(
-        n_samples=n_samples,
-        n_errors=n_errors,
-        n_judge_failures=n_judge_failures,
-        error_rate=round(rate, 6),
-        max_error_rate=max_error_rate,
-        exit_status=EXIT_INCOMPLETE if failed and rate > max_error_rate else EXIT_OK,
-    ).dump()
-
-
-def _card_from_model(model: EvalModel) -> dict[str, Any]:
-    return model.card_fields()
-
-
-def _finish_provenance(results: Results, started: float, n_generated: int) -> None:
-    wall = time.time() - started
-    results.provenance.wall_time_s = round(wall, 3)
-    results.provenance.samples_generated = n_generated
-    results.provenance.samples_per_s = round(n_generated / wall, 3) if wall > 0 else None
 
 
 def _run_task(
@@ -405,12 +217,12 @@ def _score_task(
                 failed[record["key"]] = record
     records = []
     for i in indices:
-        record = done.get(keys[i]) or failed.get(keys[i])
-        if record is None:
+        found = done.get(keys[i]) or failed.get(keys[i])
+        if found is None:
             raise RuntimeError(
                 f"sample {i} of {task.name} was neither generated nor failed; rerun to finish it"
             )
-        record = dict(record)
+        record = dict(found)
         if record.get("prediction") is not None:
             # only scoring can have failed (e.g. the judge gave up); it is done afresh below, so an error an
             # earlier run wrote into samples_<task>.jsonl must not outlive it

@@ -292,6 +292,18 @@ def judge_llava_wild(
     return _map_in_order(judge, list(zip(rows, _align_predictions(rows, predictions), strict=True)), workers)
 
 
+JudgeFunction = Callable[..., list[JudgeOutcome]]
+# which judge scores a task, by the task's scorer (tasks/*.yaml `scorer`)
+JUDGES_BY_SCORER: dict[str, JudgeFunction] = {"mmvet": judge_mmvet, "llava_wild": judge_llava_wild}
+
+
+def judge_for_scorer(scorer: str | None) -> JudgeFunction:
+    """The judge function for a judged task's scorer."""
+    if scorer not in JUDGES_BY_SCORER:
+        raise ValueError(f"no judge scores {scorer!r}; judged scorers: {', '.join(JUDGES_BY_SCORER)}")
+    return JUDGES_BY_SCORER[scorer]
+
+
 # --------------------------------------------------------------------------------------------- plumbing
 
 _Item = TypeVar("_Item")

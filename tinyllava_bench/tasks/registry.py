@@ -236,3 +236,18 @@ def benchmark_note(name: str, directory: Path | None = None) -> str:
 def submission_tasks(directory: Path | None = None) -> list[str]:
     """Tasks that write a submission file for an official server or grader."""
     return [task.name for task in list_tasks(directory) if task.submission is not None]
+
+
+def expand_tasks(spec: str | list[str]) -> list[str]:
+    """Task names from `--tasks`: `all` (the registry's `in_all` tasks, in paper order), aliases as their task's
+    name, a path to a task YAML as given."""
+    names = spec.split(",") if isinstance(spec, str) else list(spec)
+    out: list[str] = []
+    for name in (n.strip() for n in names if n.strip()):
+        is_file = Path(name).suffix in (".yaml", ".yml") and Path(name).is_file()
+        for task in all_tasks() if name == "all" else (name if is_file else resolve_alias(name),):
+            if task not in out:
+                out.append(task)
+    if not out:
+        raise UserError("--tasks is empty; name tasks (see `tinyllava-bench tasks`) or use all")
+    return out

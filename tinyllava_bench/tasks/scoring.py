@@ -145,11 +145,9 @@ def _run_judge(
     protocol: str,
     settings: Any,
 ) -> list[Any]:
-    from tinyllava_bench import judge as judge_module
+    from tinyllava_bench.judge.tasks import judge_for_scorer
 
-    judge_function = {"mmvet": judge_module.judge_mmvet, "llava_wild": judge_module.judge_llava_wild}[
-        task.scorer or ""
-    ]
+    judge_function = judge_for_scorer(task.scorer)
     outcomes = list(judge_function(judge, rows, predictions, protocol, settings=settings))
     if len(outcomes) != len(rows):
         raise RuntimeError(f"the judge returned {len(outcomes)} outcomes for {len(rows)} samples")
