@@ -119,7 +119,11 @@ def test_evaluate_runs_an_adapter_with_hooks(examples):
     assert entry["n_samples"] == 4 and entry["n_errors"] == 0
     assert faked.results["model"]["source"] == "fake"
     assert "load_model" not in log.phases  # the adapter was handed in, not loaded
-    assert log.phases.index("run_task") < log.phases.index("model_generate") < log.phases.index("score_and_write")
+    assert (
+        log.phases.index("run_task")
+        < log.phases.index("model_generate")
+        < log.phases.index("score_and_write")
+    )
 
 
 def test_score_rescores_the_runs_samples(examples):
