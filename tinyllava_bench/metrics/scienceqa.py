@@ -73,4 +73,5 @@ def score(
         parsed.append(letter)
         scores.append(value)
     metrics = {"accuracy": 100.0 * sum(scores) / len(scores)} if scores else {}
-    return TaskScore(metrics=metrics, parsed=parsed, scores=list(scores))  # as list[float | None], unscored allowed
+    # copied as TaskScore's list[float | None] (other scorers leave samples unscored)
+    return TaskScore(metrics=metrics, parsed=parsed, scores=list(scores))
