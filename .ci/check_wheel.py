@@ -10,18 +10,20 @@ from pathlib import Path
 
 import tinyllava_bench
 from tinyllava_bench.cli import main
-from tinyllava_bench.demo.world import write_task_data
-from tinyllava_bench.models.tiny import build_tiny_model, write_tiny_checkpoints
 from tinyllava_bench.paths import model_zoo_dir, tasks_dir
+from tinyllava_bench.testing.datasets import write_task_data
+from tinyllava_bench.testing.models import build_tiny_model, write_tiny_checkpoints
 
 package = Path(tinyllava_bench.__file__).resolve().parent
 assert "site-packages" in str(package), f"not the installed wheel: {package}"
-assert tasks_dir().is_relative_to(package) and model_zoo_dir().is_relative_to(package), (tasks_dir(), model_zoo_dir())
+found = {"tasks": tasks_dir(), "model_zoo": model_zoo_dir()}
+assert all(folder.is_relative_to(package) for folder in found.values()), found
 assert main(["tasks"]) == 0
 assert main(["zoo", "--format", "json"]) == 0
 with tempfile.TemporaryDirectory() as tmp:
     root = Path(tmp)
-    checkpoint = write_tiny_checkpoints(build_tiny_model("phi", "siglip"), root / "ckpt", ["native"])["native"]
+    layouts = write_tiny_checkpoints(build_tiny_model("phi", "siglip"), root / "ckpt", ["native"])
+    checkpoint = layouts["native"]
     write_task_data("gqa", root / "data", n=4, seed=0)
     argv = ["eval", "--model", str(checkpoint), "--tasks", "gqa", "--data-root", str(root / "data")]
     status = main([*argv, "--output", str(root / "run"), "--device", "cpu", "--num-workers", "0"])

@@ -1,5 +1,6 @@
-"""Shared pieces of the benchmark scripts: random models of any size built offline, machine facts, measured
-subprocesses, tables and result files. Imports only the standard library at module level."""
+"""Shared pieces of the benchmark scripts: the random models' sizes (built by tinyllava_bench.testing.models),
+machine facts, measured subprocesses, tables and result files. Imports only the standard library (and the kit's
+torch-free sizes) at module level."""
 
 from __future__ import annotations
 
@@ -9,38 +10,13 @@ import platform
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from tinyllava_bench.testing.sizes import ModelSpec
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """The dimensions of a random Phi + SigLIP TinyLLaVA (the shape of TinyLLaVA-3.1B when full size)."""
-
-    name: str
-    hidden: int
-    layers: int
-    heads: int
-    intermediate: int
-    vision_hidden: int
-    vision_layers: int  # layers kept: the tower ends at the feature layer (SigLIP-so400m: 26 of 27)
-    vision_heads: int
-    vision_intermediate: int
-    image_size: int
-    patch_size: int = 14
-    vocab: int | None = None  # None: the size of the small random tokenizer
-    partial_rotary_factor: float = 0.4  # Phi-2's
-
-    @property
-    def image_tokens(self) -> int:
-        return (self.image_size // self.patch_size) ** 2
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "image_tokens": self.image_tokens}
 
 
 # A CPU-sized model with the real SigLIP token count (729), so prefill is dominated by image tokens as in the paper.
@@ -71,97 +47,6 @@ PHI2_SIGLIP = ModelSpec(
     image_size=384,
     vocab=51200,
 )
-
-
-def build_random_model(
-    spec: ModelSpec,
-    *,
-    device: str = "cpu",
-    dtype: Any = None,
-    seed: int = 0,
-    init_std: float | None = 0.2,
-    with_preprocessor: bool = True,
-) -> Any:
-    """A random TinyLlava of `spec` (Phi LLM, SigLIP tower, mlp2x_gelu connector, template phi), nothing downloaded.
-
-    `init_std` redraws every matrix from N(0, std): wide weights put greedy choices far from ties, so batched and
-    one-at-a-time answers agree exactly (None keeps transformers' own 0.02 init, for speed-only runs).
-    """
-    import torch
-    from transformers import SiglipVisionConfig
-
-    from tinyllava_bench.models.connectors import build_connector
-    from tinyllava_bench.models.llm import build_language_model, text_config_from_dict
-    from tinyllava_bench.models.tiny import build_tokenizer
-    from tinyllava_bench.models.tinyllava import ModelSettings, TinyLlava
-    from tinyllava_bench.models.vision import VisionTower
-
-    torch.manual_seed(seed)
-    dtype = dtype or torch.float32
-    tokenizer = build_tokenizer("phi")
-    text_config = text_config_from_dict(
-        {
-            "model_type": "phi",
-            "vocab_size": max(len(tokenizer), spec.vocab or 0),
-            "hidden_size": spec.hidden,
-            "intermediate_size": spec.intermediate,
-            "num_hidden_layers": spec.layers,
-            "num_attention_heads": spec.heads,
-            "max_position_embeddings": 2048,
-            "partial_rotary_factor": spec.partial_rotary_factor,
-            "resid_pdrop": 0.0,
-            "embd_pdrop": 0.0,
-            "bos_token_id": tokenizer.bos_token_id,
-            "eos_token_id": tokenizer.eos_token_id,
-            "pad_token_id": tokenizer.pad_token_id,
-        }
-    )
-    vision_config = SiglipVisionConfig(
-        hidden_size=spec.vision_hidden,
-        intermediate_size=spec.vision_intermediate,
-        num_hidden_layers=spec.vision_layers,
-        num_attention_heads=spec.vision_heads,
-        image_size=spec.image_size,
-        patch_size=spec.patch_size,
-    )
-    preprocessor = None
-    if with_preprocessor:
-        from tinyllava_bench.models.preprocess import preprocessor_for
-
-        preprocessor = preprocessor_for("siglip", spec.image_size, "pad")
-    previous_dtype = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device(device):
-            model = TinyLlava(
-                VisionTower(vision_config, select="full"),
-                build_connector("mlp2x_gelu", spec.vision_hidden, spec.hidden),
-                build_language_model(text_config),
-                tokenizer,
-                preprocessor,
-                ModelSettings(
-                    template="phi",
-                    image_aspect="pad",
-                    vision_layer=-1,
-                    vision_select="full",
-                    connector="mlp2x_gelu",
-                    max_length=2048,
-                    strip_question=True,
-                    layout="native",
-                ),
-                name=spec.name,
-            )
-    finally:
-        torch.set_default_dtype(previous_dtype)
-    model.to(device=device, dtype=dtype)
-    if init_std is not None:
-        with torch.no_grad():
-            for name, param in model.named_parameters():
-                if name.endswith("lm_head.bias"):
-                    param.zero_()
-                elif param.dim() >= 2:
-                    param.normal_(0.0, init_std)
-    return model.eval()
 
 
 def parameter_count(module: Any) -> int:
@@ -281,3 +166,70 @@ def python_for_lmms() -> str:
     """The interpreter that has lmms-eval: $LMMS_PYTHON, else /work/lmms-venv's, else this one."""
     candidate = os.environ.get("LMMS_PYTHON") or "/work/lmms-venv/bin/python"
     return candidate if Path(candidate).exists() else sys.executable
+
+
+# ----- worker processes (one measured runner each) ---------------------------------------------------------------
+
+
+# Modules every runner needs sooner or later; imported before any timer starts so that in-process times compare
+# work, not which runner happens to import transformers' processing stack first (that import alone takes seconds).
+PREIMPORTS = (
+    "torch",
+    "datasets",
+    "transformers.processing_utils",
+    "transformers.models.siglip.modeling_siglip",
+    "transformers.models.phi.modeling_phi",
+    "transformers.models.llava.modeling_llava",
+    "transformers.models.siglip.image_processing_pil_siglip",
+    "transformers.models.llava.image_processing_pil_llava",
+    "transformers.generation.utils",
+    "tinyllava_bench.models.loading",
+    "tinyllava_bench.tasks.data",
+)
+
+
+def worker_arguments(description: str) -> Any:
+    """The command line every eval worker takes (the orchestrator, eval_throughput.py, passes them all)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--data-root", required=True)
+    parser.add_argument("--result", required=True, help="where the worker's JSON result goes")
+    parser.add_argument("--output", default=None, help="the runner's output folder (ours, lmms)")
+    parser.add_argument("--rows", type=int, required=True)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-new-tokens", type=int, default=4)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
+    parser.add_argument("--num-workers", type=int, default=2, help="the engine's DataLoader workers (ours)")
+    parser.add_argument("--lmms-model", default=None, help="tinyllava_bench or llava_hf (lmms)")
+    parser.add_argument("--task-dir", default=None, help="the local lmms-eval task folder (lmms)")
+    return parser
+
+
+def run_worker(work: Any, description: str, argv: list[str] | None = None) -> int:
+    """Parse the worker command line, import PREIMPORTS, pin threads, run `work(args)` and write its result (with
+    the imports' time, the thread count and peak memory) to --result."""
+    import contextlib
+    import importlib
+
+    args = worker_arguments(description).parse_args(argv)
+    started = time.perf_counter()
+    for name in PREIMPORTS:
+        with contextlib.suppress(ImportError):  # a module another transformers version names differently
+            importlib.import_module(name)
+    import torch
+
+    imports_s = time.perf_counter() - started
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    result = work(args)
+    result["phases"]["preimports"] = imports_s
+    result["threads"] = torch.get_num_threads()
+    result["peak_rss_mib_self"] = peak_rss_mib()
+    if args.device.startswith("cuda"):
+        result["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    Path(args.result).write_text(json.dumps(result, default=str))
+    return 0

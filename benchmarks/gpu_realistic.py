@@ -286,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from tinyllava_bench.testing.models import build_random_model
+
     device = args.device or ("cpu" if args.tiny else "cuda")
     if device.startswith("cuda") and not torch.cuda.is_available():
         print(
@@ -305,9 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         return round(100 * flops / seconds / (peak * 1e12), 2) if peak and seconds > 0 else None
 
     started = time.perf_counter()
-    model = common.build_random_model(
-        spec, device=device, dtype=dtype, init_std=None, with_preprocessor=False
-    )
+    model = build_random_model(spec, device=device, dtype=dtype, init_std=None, with_preprocessor=False)
     with torch.no_grad():  # exactly max_new_tokens per answer, for every batch size
         model.language_model.get_output_embeddings().weight[model.tokenizer.eos_token_id].zero_()
     synchronize(device)

@@ -8,7 +8,7 @@ compared across runners, and the largest logit difference between the shared and
 measured on each shape (float32; the same token sequences scored both ways).
 
 The `llava_hf` runner is lmms-eval 0.7.3's `llava_hf` (batch size 1, its only choice) on the hf_llava export of the
-same weights, through eval_throughput.py's worker on a local lmms-eval task written from the same rows (question =
+same weights, through eval_throughput.py's lmms-eval runner on a local lmms-eval task written from the same rows (question =
 build_question's output, same pixels; every rendered prompt is checked against ours). It runs in $LMMS_PYTHON, which
 needs lmms-eval 0.7.3 and decord; it is batch 1 and slow, so fewer rows may be given with --rows (every runner gets
 the same rows):
@@ -52,7 +52,7 @@ DEFAULT_RUNNERS = "shared,unshared,bare"
 
 def write_shape(shape: str, rows: int, root: Path) -> Path:
     """A local copy of the shape's task under root/<shape>/ whose rows ask `per_image` questions per image."""
-    from tinyllava_bench.demo.world import write_task_data
+    from tinyllava_bench.testing.datasets import write_task_data
 
     task, per_image = SHAPES[shape]
     folder = root / shape
@@ -205,7 +205,7 @@ WORKERS = {"shared": worker_eval, "unshared": worker_eval, "bare": worker_bare, 
 
 def _checkpoint(which: str, root: Path) -> tuple[dict[str, Path], Any]:
     """The native and hf_llava checkpoints of `which`, and its prompt renderer (to check llava_hf's prompts)."""
-    from benchmarks.eval_throughput import build_checkpoints
+    from benchmarks.eval_inputs import build_checkpoints
 
     paths, _, model = build_checkpoints(
         which, root / which, argparse.Namespace(dtype=None, device="cpu", shrink=False)
@@ -217,14 +217,14 @@ def _checkpoint(which: str, root: Path) -> tuple[dict[str, Path], Any]:
 def _run_llava_hf(
     args: argparse.Namespace, paths: dict[str, Path], shape: str, data: Path, rows: int, work: Path
 ) -> dict:
-    """lmms-eval's llava_hf on the hf_llava export, with eval_throughput.py's task writer and runner; float32, one
-    thread, batch 1. Adds the questions it was asked (to check its rendered prompts)."""
-    from benchmarks import eval_throughput
+    """lmms-eval's llava_hf on the hf_llava export, with eval_inputs.py's task writer and eval_throughput.py's
+    runner; float32, one thread, batch 1. Adds the questions it was asked (to check its rendered prompts)."""
+    from benchmarks import eval_inputs, eval_throughput
 
     folder = work / f"{paths['native'].parent.name}-{shape}-llava_hf-{time.monotonic_ns()}"
     folder.mkdir(parents=True)
     (folder / "data").symlink_to(data.resolve())  # run_variant reads <folder>/data and <folder>/lmms_task
-    questions = eval_throughput.write_lmms_task(
+    questions = eval_inputs.write_lmms_task(
         folder / "data", folder / "lmms_task", rows, args.max_new_tokens, source_task=SHAPES[shape][0]
     )
     settings = argparse.Namespace(

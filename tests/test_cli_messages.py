@@ -24,7 +24,7 @@ ERROR_CLASSES = ("UserError", "RunError")
 FLAG = re.compile(r"--[a-z][a-z0-9-]*")
 # The demo drives the eval and train code with settings it makes itself (a new folder, its own data, the CPU), so
 # what it can raise to its user are its own modules' messages; the rest of its reach is another verb's code.
-OWN_CODE_ONLY = {"demo": ("tinyllava_bench.demo",)}
+OWN_CODE_ONLY = {"demo": ("tinyllava_bench.demo", "tinyllava_bench.testing")}
 
 
 def verb_parsers() -> dict[str, argparse.ArgumentParser]:
@@ -70,6 +70,9 @@ def _find(module: str, name: str) -> Unit | None:
     """`name` in `module`, or in a submodule a package re-exports it from (the packages load names lazily)."""
     if (module, name) in _units():
         return (module, name)
+    # a package that re-exports it (`from .sub import name`): follow the import
+    if module in _modules() and ":" in _imported(module).get(name, ""):
+        return _find(*_imported(module)[name].split(":"))
     found = [unit for unit in _units() if unit[1] == name and unit[0].startswith(f"{module}.")]
     return found[0] if len(found) == 1 else None
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from tinyllava_bench.demo import write_task_data
 from tinyllava_bench.demo.blind import CANDIDATES, _opening, blind_predictions
 from tinyllava_bench.tasks.data import load_task_data
 from tinyllava_bench.tasks.registry import load_task
 from tinyllava_bench.tasks.scoring import score_predictions
+from tinyllava_bench.testing.datasets import write_task_data
 
 
 @pytest.mark.parametrize("task_name", ["vqav2", "gqa", "pope", "mme"])

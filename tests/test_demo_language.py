@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from tinyllava_bench.demo.language_pretraining import _batch, pretrain_language_model, spell_samples
-from tinyllava_bench.demo.scenes import (
+from tinyllava_bench.models.preprocess import preprocessor_for
+from tinyllava_bench.models.tokenization import IGNORE_INDEX, IMAGE_TOKEN_INDEX
+from tinyllava_bench.testing.scenes import (
     COLORS,
     IMAGE_SIZES,
     MAX_SHAPES,
@@ -20,9 +22,7 @@ from tinyllava_bench.demo.scenes import (
     sample_scene,
     seeded_rng,
 )
-from tinyllava_bench.demo.training_data import spelled_conversations
-from tinyllava_bench.models.preprocess import preprocessor_for
-from tinyllava_bench.models.tokenization import IGNORE_INDEX, IMAGE_TOKEN_INDEX
+from tinyllava_bench.testing.training_data import spelled_conversations
 
 IMAGE_SIZE, PATCH = 48, 16
 GRID = IMAGE_SIZE // PATCH
@@ -73,7 +73,7 @@ def test_shape_scenes_hold_one_to_max_shapes() -> None:
 
 @pytest.fixture(scope="module")
 def tiny_lm():
-    from tinyllava_bench.models.tiny import build_tiny_model
+    from tinyllava_bench.testing.models import build_tiny_model
 
     model = build_tiny_model("phi", "siglip")
     return model.language_model, model.tokenizer

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from tinyllava_bench.cli import main
-from tinyllava_bench.demo.pipeline import DemoSettings, Variant, training_config
+from tinyllava_bench.demo.settings import DemoSettings, Variant
+from tinyllava_bench.demo.training import training_config
 
 
 def test_training_configs_follow_the_recipes_stages() -> None:

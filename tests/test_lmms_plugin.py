@@ -14,9 +14,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 pytest.importorskip(
     "lmms_eval", reason="lmms-eval is not installed (optional extra: pip install -e '.[dev,lmms]')"
@@ -31,6 +29,7 @@ from tinyllava_bench.errors import UserError  # noqa: E402
 from tinyllava_bench.lmms.adapter import TinyLlavaBench  # noqa: E402
 from tinyllava_bench.models.sampling import Sampling, sample_seed  # noqa: E402
 from tinyllava_bench.models.tokenization import IGNORE_INDEX  # noqa: E402
+from tinyllava_bench.testing.images import make_image  # noqa: E402
 
 TASK_DIR = Path(__file__).parent / "data" / "lmms_task"
 TASK = "smoke"
@@ -42,12 +41,6 @@ QUESTIONS = [
     "What word is written?",
 ]
 SIZES = [(31, 20), (20, 31), (28, 28), (64, 17), (40, 40)]
-
-
-def make_image(width: int, height: int, seed: int) -> Image.Image:
-    # not tests.conftest's: lmms-eval's dependency latex2sympy2 installs a top-level `tests` package that shadows ours
-    rng = np.random.RandomState(seed)
-    return Image.fromarray((rng.rand(height, width, 3) * 255).astype("uint8"))
 
 
 @pytest.fixture(scope="module")

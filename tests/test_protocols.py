@@ -70,7 +70,7 @@ def test_one_task_table(capsys):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, tiny_checkpoints):
-    from tinyllava_bench.demo.world import write_task_data
+    from tinyllava_bench.testing.datasets import write_task_data
 
     root = tmp_path_factory.mktemp("protocol-runs")
     data = root / "data"

@@ -36,7 +36,7 @@ def runs(tmp_path_factory, tiny_checkpoints) -> dict[str, Path]:
     """A real eval run of POPE and GQA (images embedded in the local data), and a second run folder that is the
     same run with known samples flipped, one hostile prediction, one searchable prediction, one error and one
     judge error."""
-    from tinyllava_bench.demo.world import write_task_data
+    from tinyllava_bench.testing.datasets import write_task_data
 
     root = tmp_path_factory.mktemp("view")
     data = root / "data"
@@ -298,7 +298,7 @@ def test_moved_data_means_no_thumbnails_and_a_note(runs, tmp_path):
 
 
 def test_other_data_is_refused_for_thumbnails(runs, tmp_path):
-    from tinyllava_bench.demo.world import write_task_data
+    from tinyllava_bench.testing.datasets import write_task_data
 
     other_data = tmp_path / "other-data"
     for task in ("pope", "gqa"):

@@ -1,24 +1,68 @@
-"""TinyLLaVA Bench: evaluate, train and report on TinyLLaVA-family vision-language models."""
+"""TinyLLaVA Bench: evaluate, train and report on TinyLLaVA-family vision-language models.
+
+The public API (docs/api.md) is what `__all__` lists: `load_model`, `evaluate`, `score`, `train`, `report`,
+`regress` and their result types. Every other module is internal, with no compatibility promise. Importing the
+package is light (no torch): each function imports what it needs when called.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import sys
+import types
+from typing import Any
+
+from tinyllava_bench.api import (
+    EvalResult,
+    PathLike,
+    RegressResult,
+    ReportResult,
+    Results,
+    RunError,
+    ScoreFile,
+    ScoreResult,
+    TrainResult,
+    UserError,
+    evaluate,
+    load_model,
+    regress,
+    report,
+    score,
+    train,
+)
 
 __version__ = "0.1.0"
 
-if TYPE_CHECKING:  # pragma: no cover
-    from tinyllava_bench.models.tinyllava import TinyLlava
+__all__ = [
+    "EvalResult",
+    "PathLike",
+    "RegressResult",
+    "ReportResult",
+    "Results",
+    "RunError",
+    "ScoreFile",
+    "ScoreResult",
+    "TrainResult",
+    "UserError",
+    "__version__",
+    "evaluate",
+    "load_model",
+    "regress",
+    "report",
+    "score",
+    "train",
+]
 
 
-def load_model(name_or_path: str, device: str = "cpu", dtype: Any = None, **overrides: Any) -> TinyLlava:
-    """Load any TinyLLaVA checkpoint (legacy, Factory, HF llava, or this project's own layout).
+class _Package(types.ModuleType):
+    """Keeps `train` and `report` the API's functions when their namesake subpackages (`tinyllava_bench.train`,
+    `tinyllava_bench.report`) load: the import system sets a loaded subpackage as an attribute of its parent, which
+    would replace the function. The subpackages stay importable by name (`from tinyllava_bench.train.plan import
+    ...`, `importlib.import_module`), as every import in the project does."""
 
-    `name_or_path` is a model-zoo name, a hub id or a local folder. `overrides` replace what the checkpoint's own
-    code would have used (`template`, `image_aspect`, `vision_select`, `vision_layer`, `trust_remote_code`, ...).
-    """
-    from tinyllava_bench.models.loading import load_model as _load
-
-    return _load(name_or_path, device=device, dtype=dtype, **overrides)
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and callable(self.__dict__.get(name)):
+            return
+        super().__setattr__(name, value)
 
 
-__all__ = ["__version__", "load_model"]
+sys.modules[__name__].__class__ = _Package

@@ -19,7 +19,7 @@ SHORT = ["--task-options", "generation.max_new_tokens=12", "--batch-size", "4", 
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
-    from tinyllava_bench.demo.world import write_task_data
+    from tinyllava_bench.testing.datasets import write_task_data
 
     root = tmp_path_factory.mktemp("data")
     for task in ALL_TASKS:

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LLM_FAMILIES, VISION_FAMILIES, make_image
 from tinyllava_bench import load_model
 from tinyllava_bench.cli import main
 from tinyllava_bench.engine.batching import Request, image_groups, shared_batches
 from tinyllava_bench.models.prefix_sharing import PrefixStore
 from tinyllava_bench.models.sampling import Sampling
+from tinyllava_bench.testing.images import make_image
+from tinyllava_bench.testing.models import LLM_FAMILIES, VISION_FAMILIES
 
 QUESTIONS = [
     "What?",
@@ -123,7 +124,7 @@ MISSING_GROUP = 2
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    from tinyllava_bench.demo.world import write_task_data
+    from tinyllava_bench.testing.datasets import write_task_data
 
     root = tmp_path_factory.mktemp("data")
     path = write_task_data("gqa", root, n=sum(GROUP_SIZES), seed=3, image_mode="files")
@@ -224,7 +225,7 @@ def test_eval_with_sharing_equals_without(
 
 def test_ranks_get_whole_image_groups():
     from tinyllava_bench.engine.distributed import Dist
-    from tinyllava_bench.engine.runner import _shard
+    from tinyllava_bench.engine.generation import shard as _shard
 
     pending = list(range(10))
     keys = {0: "a", 1: "b", 2: "a", 3: None, 4: "c", 5: "a", 6: "b", 7: None, 8: "c", 9: "c"}

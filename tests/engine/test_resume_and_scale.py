@@ -19,7 +19,7 @@ EVAL = [sys.executable, "-m", "tinyllava_bench", "eval"]
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, tiny_checkpoints):
-    from tinyllava_bench.demo.world import write_task_data
+    from tinyllava_bench.testing.datasets import write_task_data
 
     data = tmp_path_factory.mktemp("data")
     for task in ("gqa", "pope"):

@@ -23,7 +23,7 @@ from tinyllava_bench.paths import REPO_ROOT
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    from tinyllava_bench.demo.world import write_task_data
+    from tinyllava_bench.testing.datasets import write_task_data
 
     root = tmp_path_factory.mktemp("data")
     for task in ("gqa", "pope"):

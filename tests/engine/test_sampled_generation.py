@@ -19,7 +19,7 @@ N = 5
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, tiny_checkpoints):
-    from tinyllava_bench.demo.world import write_task_data
+    from tinyllava_bench.testing.datasets import write_task_data
 
     data = tmp_path_factory.mktemp("data")
     write_task_data("mmvet", data, n=N, seed=2)

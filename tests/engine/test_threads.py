@@ -19,7 +19,7 @@ def restore_threads():
 
 
 def test_eval_applies_threads_and_records_them(tiny_checkpoints, tmp_path, restore_threads) -> None:
-    from tinyllava_bench.demo.world import write_task_data
+    from tinyllava_bench.testing.datasets import write_task_data
 
     write_task_data("gqa", tmp_path / "data", n=4, seed=1)
     checkpoint = tiny_checkpoints("phi", "siglip")["native"]

@@ -1,6 +1,5 @@
 """LLaVA-Bench-in-the-Wild: review parsing, and the relative-score summary with its quirks."""
 
-
 import pytest
 
 from tinyllava_bench.metrics.llava_wild import (

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import LLM_FAMILIES, make_image
 from tinyllava_bench import load_model
+from tinyllava_bench.testing.images import make_image
+from tinyllava_bench.testing.models import LLM_FAMILIES
 
 QUESTIONS = [
     "What?",

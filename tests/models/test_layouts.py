@@ -8,10 +8,11 @@ import shutil
 import pytest
 import torch
 
-from tests.conftest import LLM_FAMILIES, VISION_FAMILIES, make_image
 from tinyllava_bench import load_model
 from tinyllava_bench.errors import UserError
 from tinyllava_bench.models.layouts import detect_layout
+from tinyllava_bench.testing.images import make_image
+from tinyllava_bench.testing.models import LLM_FAMILIES, VISION_FAMILIES
 
 QUESTION = "What is the color of the shape?"
 LAYOUTS = ("native", "factory", "factory_split", "legacy", "hf_llava")
@@ -76,7 +77,7 @@ def test_bf16_load_matches_transformers_llava_bit_for_bit(tmp_path):
     tokens: the rotary frequencies stay float32 (cast to bf16 they moved cos/sin at position ~700 by 0.1)."""
     from transformers import AutoProcessor, LlavaForConditionalGeneration
 
-    from tinyllava_bench.models.tiny import build_tiny_model, write_tiny_checkpoints
+    from tinyllava_bench.testing.models import build_tiny_model, write_tiny_checkpoints
 
     paths = write_tiny_checkpoints(
         build_tiny_model("phi", "siglip", image_size=384), tmp_path, layouts=["native", "hf_llava"]
@@ -103,7 +104,7 @@ def test_hf_llava_export_keeps_a_bf16_models_dtype(tmp_path):
     from safetensors import safe_open
 
     from tinyllava_bench.models.export import export_hf_llava
-    from tinyllava_bench.models.tiny import build_tiny_model
+    from tinyllava_bench.testing.models import build_tiny_model
 
     model = build_tiny_model("phi", "siglip").to(torch.bfloat16)
     export_hf_llava(model, tmp_path / "hf")
@@ -130,7 +131,7 @@ def test_hf_llava_export_keeps_a_bf16_models_dtype(tmp_path):
     ],
 )
 def test_image_token_counts(vision, image_size, select, tokens):
-    from tinyllava_bench.models.tiny import build_tiny_model
+    from tinyllava_bench.testing.models import build_tiny_model
 
     model = build_tiny_model("qwen2", vision, image_size=image_size, vision_select=select, hidden=16)
     assert model.num_image_tokens == tokens

@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import make_image
 from tinyllava_bench.errors import UserError
 from tinyllava_bench.models.preprocess import CLIP_MEAN, CLIP_STD, expand_to_square, preprocessor_for
+from tinyllava_bench.testing.images import make_image
 
 
 def _normalise(image: Image.Image, mean, std) -> torch.Tensor:

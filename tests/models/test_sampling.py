@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.conftest import make_image
 from tinyllava_bench import load_model
 from tinyllava_bench.models.sampling import Sampling, draw_tokens, sample_seed, warped_probabilities
+from tinyllava_bench.testing.images import make_image
 
 QUESTIONS = [
     "What?",

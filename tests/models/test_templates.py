@@ -6,13 +6,13 @@ import pytest
 
 from tinyllava_bench.errors import UserError
 from tinyllava_bench.models.templates import SYSTEM_PROMPT, TEMPLATES, get_template
-from tinyllava_bench.models.tiny import build_tokenizer
 from tinyllava_bench.models.tokenization import (
     IGNORE_INDEX,
     IMAGE_TOKEN_INDEX,
     encode_conversation,
     tokenize_with_images,
 )
+from tinyllava_bench.testing.models import build_tokenizer
 
 SYSTEM = (
     "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "

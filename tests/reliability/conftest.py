@@ -35,7 +35,7 @@ def checkpoint(tiny_checkpoints) -> Path:
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory) -> Path:
     """GQA and POPE (generated tasks) and MM-Vet and LLaVA-W (judged tasks), 6 rows each, images embedded."""
-    from tinyllava_bench.demo import write_task_data
+    from tinyllava_bench.testing.datasets import write_task_data
 
     root = tmp_path_factory.mktemp("data")
     for task in ("gqa", "pope", "mmvet", "llava_wild"):

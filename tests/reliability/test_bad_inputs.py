@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import make_image
 from tests.reliability.conftest import (
     REPO_ROOT,
     ROWS,
@@ -23,6 +22,7 @@ from tests.reliability.conftest import (
     eval_argv,
     read_jsonl,
 )
+from tinyllava_bench.testing.images import make_image
 
 # ----------------------------------------------------------------------------------------------- image files
 

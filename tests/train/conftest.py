@@ -10,36 +10,12 @@ import torch
 from PIL import Image
 from transformers import TrainerCallback
 
+from tinyllava_bench.testing.models import write_model_parts
+
 # Colour words whose first token carries the leading space in the tiny tokenizer and differs per colour (" red"
 # splits into a bare space token, which the answer-span labels leave out).
 COLOURS = {"green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (230, 220, 30), "pink": (240, 80, 190)}
 QUESTION = "What color is the shape?\nAnswer the question using a single word or phrase."
-
-
-def write_model_parts(
-    root: Path, llm: str = "phi", vision: str = "siglip", vision_layers: int = 4
-) -> dict[str, str]:
-    """A tiny LLM folder (weights + tokenizer) and a tiny vision-tower folder, as a hub download would hold."""
-    from transformers import CLIPVisionModel, SiglipVisionModel
-
-    from tinyllava_bench.models.llm import build_language_model
-    from tinyllava_bench.models.tiny import build_tokenizer, tiny_text_config, tiny_vision_config
-
-    torch.manual_seed(0)
-    tokenizer = build_tokenizer(llm)
-    language_model = build_language_model(tiny_text_config(llm, tokenizer, hidden=32))
-    language_model.save_pretrained(root / "llm")
-    tokenizer.save_pretrained(root / "llm")
-    config = tiny_vision_config(vision, image_size=28, patch_size=14, layers=vision_layers)
-    tower = (SiglipVisionModel if vision == "siglip" else CLIPVisionModel)(config)
-    with (
-        torch.no_grad()
-    ):  # wider than transformers' 0.02, so colours stay apart after the tower's layer norms
-        for parameter in tower.parameters():
-            if parameter.dim() >= 2:
-                parameter.normal_(0.0, 0.2)
-    tower.save_pretrained(root / "vision")
-    return {"llm": str(root / "llm"), "vision": str(root / "vision")}
 
 
 def colour_records(n: int, caption: bool, start: int = 0) -> list[dict]:

@@ -11,8 +11,8 @@ from PIL import Image
 from tinyllava_bench.errors import UserError
 from tinyllava_bench.models.preprocess import preprocessor_for
 from tinyllava_bench.models.templates import get_template
-from tinyllava_bench.models.tiny import build_tokenizer
 from tinyllava_bench.models.tokenization import IGNORE_INDEX, IMAGE_TOKEN_INDEX
+from tinyllava_bench.testing.models import build_tokenizer
 from tinyllava_bench.train import data as train_data
 from tinyllava_bench.train import encoding as train_encoding
 from tinyllava_bench.train import records as train_records
@@ -156,7 +156,7 @@ def test_fit_to_length_cuts_the_spliced_sequence_as_the_original():
 
 
 def test_truncation_is_counted_and_matches_the_models_own_cut(tmp_path):
-    from tinyllava_bench.models.tiny import build_tiny_model
+    from tinyllava_bench.testing.models import build_tiny_model
 
     full = _dataset(tmp_path, [CONVERSATION], "phi")
     length = full.spliced_lengths[0]
@@ -421,7 +421,7 @@ def test_end_of_answer_text_past_the_limit_keeps_the_labels_as_the_original(tmp_
 
 def test_cut_keeps_samples_the_original_keeps(tmp_path):
     """An image across model_max_length, or no answer left: the original cuts the spliced sequence and trains on."""
-    from tinyllava_bench.models.tiny import build_tiny_model
+    from tinyllava_bench.testing.models import build_tiny_model
 
     late_image = {
         "id": "late",

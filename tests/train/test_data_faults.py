@@ -15,7 +15,7 @@ from tests.reliability.test_bad_inputs import bilevel_png
 from tinyllava_bench.errors import UserError
 from tinyllava_bench.models.preprocess import preprocessor_for
 from tinyllava_bench.models.templates import get_template
-from tinyllava_bench.models.tiny import build_tokenizer
+from tinyllava_bench.testing.models import build_tokenizer
 from tinyllava_bench.train import encoding as train_encoding
 from tinyllava_bench.train.collator import ConversationCollator
 from tinyllava_bench.train.data import build_dataset

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tinyllava_bench.errors import UserError
-from tinyllava_bench.models.tiny import build_tiny_model
+from tinyllava_bench.testing.models import build_tiny_model
 from tinyllava_bench.train.freezing import apply_tuning, module_of, parameter_groups, trainable_counts
 from tinyllava_bench.train.recipes import Tune
 

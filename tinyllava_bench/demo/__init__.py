@@ -1,13 +1,5 @@
-"""An offline demo world: seeded pictures of shapes and words, benchmark copies and training data drawn from it."""
+"""The offline demo: train two tiny variants on the synthetic world (tinyllava_bench.testing's), evaluate, report.
 
-from tinyllava_bench.demo.training_data import write_training_data
-from tinyllava_bench.demo.world import DEMO_TASKS, IMAGE_MODES, task_rows, write_all_tasks, write_task_data
-
-__all__ = [
-    "DEMO_TASKS",
-    "IMAGE_MODES",
-    "task_rows",
-    "write_all_tasks",
-    "write_task_data",
-    "write_training_data",
-]
+pipeline.run_demo chains the steps: settings.py (sizes and variants), base_models.py (the "pretrained" LLM and
+tower), training.py, evaluation.py, reports.py and blind.py; result.py is what it measured and prints.
+"""

@@ -11,8 +11,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-from tinyllava_bench.demo.scenes import COLORS, POSITIONS, SHAPES, WORDS
-from tinyllava_bench.demo.training_data import OPTION_LETTERS
+from tinyllava_bench.testing.scenes import COLORS, POSITIONS, SHAPES, WORDS
+from tinyllava_bench.testing.training_data import OPTION_LETTERS
 
 OPENING_WORDS = 3
 # every answer the demo world gives (arithmetic: 2..18; counts: 0..3)

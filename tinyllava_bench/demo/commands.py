@@ -55,7 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_demo_command(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from tinyllava_bench.demo.pipeline import QUICK, DemoSettings, run_demo
+    from tinyllava_bench.demo.pipeline import run_demo
+    from tinyllava_bench.demo.settings import QUICK, DemoSettings
 
     settings = replace(QUICK if args.quick else DemoSettings(), seed=args.seed)
     if args.threads:

@@ -20,9 +20,9 @@ from typing import Any
 
 import torch
 
-from tinyllava_bench.demo.scenes import Scene, cell_words
 from tinyllava_bench.models.templates import get_template
 from tinyllava_bench.models.tokenization import IGNORE_INDEX, IMAGE_TOKEN_INDEX, encode_conversation
+from tinyllava_bench.testing.scenes import Scene, cell_words
 
 
 @dataclass(frozen=True)

@@ -38,9 +38,9 @@ NUMBER = re.compile(r"(?<![\w.])[+-]?\d+(?:\.\d+)?(?:e-\d+)?(?![\w])")
 
 
 def _labels() -> dict[str, str]:
-    from tinyllava_bench.report.runs import PAPER_BENCHMARKS
+    from tinyllava_bench.tasks.registry import benchmark_columns
 
-    return {b.paper_column: b.label for b in PAPER_BENCHMARKS}
+    return {b.paper_column: b.label for b in benchmark_columns() if b.paper_column}
 
 
 def _order(tasks: Sequence[str]) -> list[str]:
@@ -52,7 +52,7 @@ def _order(tasks: Sequence[str]) -> list[str]:
 
 def read_record(folder: Path) -> dict[str, Any]:
     """A demo run's demo.json, completed from its run folders where an older demo did not record everything."""
-    from tinyllava_bench.demo.pipeline import regress_summary
+    from tinyllava_bench.demo.reports import regress_summary
 
     path = Path(folder) / RECORD
     if not path.is_file():
@@ -149,7 +149,7 @@ def _names(tasks: Sequence[str]) -> str:
 
 def render_block(record: dict[str, Any], seeds: dict[str, Any]) -> str:
     """The README's block: what this run printed, then what held across the seeds (with the tolerance)."""
-    from tinyllava_bench.demo.pipeline import blind_line, regress_line
+    from tinyllava_bench.demo.result import blind_line, regress_line
 
     base, other = list(record["scores"])[:2]
     settings = record["settings"]

@@ -10,14 +10,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from tinyllava_bench.engine.batching import (
-    BatchSizer,
-    Prepared,
-    Request,
-    prepared_batches,
-    shared_batches,
-)
 from tinyllava_bench.engine.distributed import Dist, close_distributed, init_distributed
+from tinyllava_bench.engine.generation import (
+    build_requests,
+    generate,
+    note_stale,
+    rows_without_images,
+    shard,
+)
+from tinyllava_bench.engine.hooks import NO_HOOKS, EvalHooks
+from tinyllava_bench.engine.model_protocol import EvalModel, TinyLlavaModel
 from tinyllava_bench.engine.provenance import (
     checkpoint_fingerprint,
     device_description,
@@ -26,7 +28,6 @@ from tinyllava_bench.engine.provenance import (
 )
 from tinyllava_bench.engine.schema import RESULTS_FILE, SCHEMA_VERSION
 from tinyllava_bench.engine.store import (
-    SampleWriter,
     make_run_folder,
     read_results,
     read_samples,
@@ -110,8 +111,13 @@ def finished_records(output: Path, task: str) -> dict[str, dict[str, Any]]:
     return done
 
 
-def evaluate(config: EvalConfig) -> dict[str, Any]:
-    """Run `config` and return results.json's content (on every rank; only rank 0 writes files)."""
+def evaluate(
+    config: EvalConfig, model: EvalModel | None = None, hooks: EvalHooks | None = None
+) -> dict[str, Any]:
+    """Run `config` and return results.json's content (on every rank; only rank 0 writes files).
+
+    `model`: run this model (engine/model_protocol.py) instead of loading `config.model` (which then only names
+    it); the caller keeps and releases it. `hooks`: told of each phase and batch (engine/hooks.py)."""
     import torch
 
     from tinyllava_bench import load_model
@@ -122,7 +128,9 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
     device = config.device
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError("--device cuda but no GPU is visible; use --device cpu")
+    hooks = hooks or NO_HOOKS
     dist = init_distributed(device)
+    loaded = model is None
     try:
         if device == "cuda" and dist.world > 1:
             device = f"cuda:{dist.local_rank}"
@@ -140,8 +148,15 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
         if dist.is_main:  # before the model loads: an impossible --output must not cost a load
             make_run_folder(output)
         torch.manual_seed(config.seed)
-        model = load_model(config.model, device=device, dtype=config.dtype, **config.model_args)
-        checkpoint_fp = checkpoint_fingerprint(str(model.checkpoint_dir)) if model.checkpoint_dir else None
+        if model is None:
+            with hooks.phase("load_model"):
+                model = TinyLlavaModel(
+                    load_model(config.model, device=device, dtype=config.dtype, **config.model_args)
+                )
+        with hooks.phase("checkpoint_fingerprint"):
+            checkpoint_fp = (
+                checkpoint_fingerprint(str(model.checkpoint_dir)) if model.checkpoint_dir else None
+            )
         model_key = fingerprint(
             {
                 "checkpoint": checkpoint_fp,
@@ -160,8 +175,8 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
         n_generated = 0
         finished: dict[str, Any] = {}  # the tasks this process ran
         for task in tasks:
-            with task_lock(output, task.name, dist):
-                entry, generated = _run_task(task, model, model_key, config, output, dist)
+            with task_lock(output, task.name, dist), hooks.phase("run_task"):
+                entry, generated = _run_task(task, model, model_key, config, output, dist, hooks)
             n_generated += generated
             if dist.is_main:
                 finished[task.name] = entry
@@ -169,6 +184,8 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
                 _write_results(output, results, finished, config.max_error_rate)
         return dist.broadcast(results)
     finally:
+        if loaded and model is not None:
+            model.release()
         close_distributed()
 
 
@@ -287,20 +304,8 @@ def run_summary(entries: Any, max_error_rate: float = 0.0) -> dict[str, Any]:
     }
 
 
-def _card_from_model(model: Any) -> dict[str, Any]:
-    extra = model.settings.extra
-    return {
-        "llm": model.language_model.config.model_type,
-        "vision": model.vision_tower.family,
-        "connector": model.settings.connector,
-        "recipe": extra.get("recipe"),
-        "data": extra.get("data"),
-        "template": model.settings.template,
-        "image_aspect": model.settings.image_aspect,
-        "image_tokens": model.num_image_tokens,
-        "params_b": round(sum(p.numel() for p in model.parameters()) / 1e9, 3),
-        "paper_variant": extra.get("paper_variant"),
-    }
+def _card_from_model(model: EvalModel) -> dict[str, Any]:
+    return model.card_fields()
 
 
 def _finish_provenance(results: dict[str, Any], started: float, n_generated: int) -> None:
@@ -311,16 +316,22 @@ def _finish_provenance(results: dict[str, Any], started: float, n_generated: int
 
 
 def _run_task(
-    task: Any, model: Any, model_key: str, config: EvalConfig, output: Path, dist: Dist
+    task: Any,
+    model: EvalModel,
+    model_key: str,
+    config: EvalConfig,
+    output: Path,
+    dist: Dist,
+    hooks: EvalHooks = NO_HOOKS,
 ) -> tuple[dict[str, Any], int]:
-    from tinyllava_bench.tasks import apply_overrides, build_question, load_task_data
+    from tinyllava_bench.tasks import apply_overrides, load_task_data
 
     protocol = config.protocol
     if config.task_options:
         task = apply_overrides(task, config.task_options)
     data = load_task_data(task, data_root=config.data_root, protocol=protocol)
     generation = task.generation_for(protocol)
-    text_rows = _text_rows(data)
+    text_rows = rows_without_images(data)
     indices = list(range(len(text_rows)))[: config.limit] if config.limit else list(range(len(text_rows)))
     question_ids = data.question_ids()
     task_key = fingerprint(
@@ -335,192 +346,25 @@ def _run_task(
     keys = {i: fingerprint([model_key, task_key, i, str(question_ids[i])]) for i in indices}
 
     # rank 0 decides what is left (other ranks may already be writing); everyone waits for its list
+    share = config.prefix_sharing and model.supports_prefix_sharing
     plan = None
     if dist.is_main:
         done = finished_records(output, task.name)  # read once: the logs may hold 200k lines
         pending = [i for i in indices if keys[i] not in done]
-        _note_stale(task.name, done, keys)
-        plan = (pending, {i: data.image_key(i) for i in pending} if config.prefix_sharing else {})
+        note_stale(task.name, done, keys)
+        plan = (pending, {i: data.image_key(i) for i in pending} if share else {})
     pending, image_keys = dist.broadcast(plan)
-    todo = _shard(pending, image_keys, dist)
-    requests, built = [], []
-    for i in todo:
-        fields = {name: text_rows[i].get(name) for name in task.columns.fields if name in text_rows[i]}
-        try:
-            built.append((i, fields, build_question(task, text_rows[i], protocol)))
-        except ValueError as exc:
-            # a row no prompt can be made from (no question) fails alone, as a bad image does
-            requests.append(Request(i, keys[i], question_ids[i], "", "", [], fields, error=f"prompt: {exc}"))
-    prompts = [model.render_prompt(question) for _, _, question in built]
-    all_ids = model.tokenize_prompts(prompts)  # one batched tokenizer call
-    for (i, fields, question), prompt, ids in zip(built, prompts, all_ids, strict=True):
-        requests.append(
-            Request(i, keys[i], question_ids[i], question, prompt, ids, fields, image_key=image_keys.get(i))
-        )
-    requests.sort(key=lambda r: -len(r.prompt_ids))  # longest first: out-of-memory shows up at once
-    generated = _generate(requests, data, model, generation, config, output, task.name, dist)
+    todo = shard(pending, image_keys, dist)
+    requests = build_requests(task, text_rows, todo, keys, question_ids, image_keys, model, protocol)
+    log = log_path(output, task.name, dist)
+    with hooks.phase("generate_loop"):
+        generated = generate(requests, data, model, generation, config, log, task.name, dist, hooks)
     dist.barrier()
     if not dist.is_main:
         return {}, generated
-    return _score_task(task, data, text_rows, indices, keys, question_ids, config, output), generated
-
-
-def _shard(pending: list[int], image_keys: dict[int, str | None], dist: Dist) -> list[int]:
-    """This rank's share of `pending`: every world-th row, or with prefix sharing every world-th image group (the
-    largest first), so one picture's questions stay on one rank and its prefix is prefilled once."""
-    if not image_keys or dist.world == 1:
-        return dist.shard(pending)
-    groups: dict[Any, list[int]] = {}
-    for i in pending:
-        key = image_keys.get(i)
-        groups.setdefault(("alone", i) if key is None else key, []).append(i)
-    ordered = sorted(groups.values(), key=len, reverse=True)  # stable: ties keep row order
-    return [i for group in dist.shard(ordered) for i in group]
-
-
-def _note_stale(task: str, done: dict[str, dict[str, Any]], keys: dict[int, str]) -> None:
-    """Say when earlier answers to these very rows exist but no longer match (the task file, prompt, generation
-    settings or data changed since): they are redone, not reused."""
-    current = set(keys.values())
-    stale = {
-        record.get("index")
-        for key, record in done.items()
-        if key not in current and record.get("index") in keys
-    }
-    if stale:
-        print(
-            f"note: {task}: {len(stale)} earlier answer(s) were made with another task file, prompt, generation "
-            "setting or data; they are generated again",
-            file=sys.stderr,
-        )
-
-
-def _text_rows(data: Any) -> list[dict[str, Any]]:
-    image_column = data.task.columns.image
-    rows = data.rows
-    if image_column and image_column in rows.column_names:
-        rows = rows.remove_columns(image_column)
-    return rows.to_list()
-
-
-def _generate(
-    requests: list[Request],
-    data: Any,
-    model: Any,
-    generation: Any,
-    config: EvalConfig,
-    output: Path,
-    task: str,
-    dist: Dist,
-) -> int:
-    """Answers for `requests` with the task's generation settings; sampled tasks draw each sample's tokens from
-    a stream seeded by (--seed, task, row, question id), so batch size, sharding and resuming don't change them."""
-    from tqdm.auto import tqdm
-
-    if not requests:
-        return 0
-    sizer = BatchSizer(config.batch_size, config.device)
-    bar = tqdm(
-        total=len(requests),
-        desc=task,
-        unit="sample",
-        disable=not (config.show_progress and dist.is_main),
-        dynamic_ncols=True,
-    )
-    # the bar is closed on the way out of an error too, so the error message starts on a line of its own
-    with bar, SampleWriter(log_path(output, task, dist)) as writer:
-        batches = (
-            shared_batches(requests, data.image, model.preprocessor, lambda: sizer.size, config.num_workers)
-            if config.prefix_sharing
-            else prepared_batches(requests, data.image, model.preprocessor, sizer.size, config.num_workers)
-        )
-        for batch in batches:
-            records = _generate_batch(
-                batch, model, generation, sizer, config.seed, task, config.prefix_sharing
-            )
-            writer.write(records)
-            bar.update(len(batch))
-    return len(requests)
-
-
-def _generate_batch(
-    batch: list[Prepared],
-    model: Any,
-    generation: Any,
-    sizer: BatchSizer,
-    seed: int,
-    task: str,
-    prefix_sharing: bool = False,
-) -> list[dict]:
-    from collections import Counter
-
-    from tinyllava_bench.models.prefix_sharing import PrefixStore
-    from tinyllava_bench.models.sampling import Sampling, sample_seed
-
-    ready = [p for p in batch if p.error is None]
-    prefixes = PrefixStore()  # each image of this batch prefilled once, whatever chunks its questions take
-    # a batch holds whole image groups: an image asked about once gains nothing from a prefill of its own
-    asked = Counter(p.request.image_key for p in ready)
-    share_key = {id(p): p.request.image_key if asked[p.request.image_key] > 1 else None for p in ready}
-
-    def run(chunk: list[Prepared]) -> list[list[int]]:
-        sampling = None
-        if generation.sampling:
-            seeds = tuple(sample_seed(seed, task, p.request.index, p.request.question_id) for p in chunk)
-            sampling = Sampling(generation.temperature, seeds, top_k=generation.top_k, top_p=generation.top_p)
-        if prefix_sharing:
-            return model.generate_ids_shared(
-                [p.pixels for p in chunk],
-                [p.request.prompt_ids for p in chunk],
-                [share_key[id(p)] for p in chunk],
-                max_new_tokens=generation.max_new_tokens,
-                sampling=sampling,
-                prefixes=prefixes,
-            )
-        return model.generate_ids(
-            [p.pixels for p in chunk],
-            [p.request.question for p in chunk],
-            max_new_tokens=generation.max_new_tokens,
-            prompt_ids=[p.request.prompt_ids for p in chunk],
-            sampling=sampling,
-        )
-
-    outputs: dict[int, tuple[str | None, str | None]] = {}
-    try:
-        texts = model.decode(sizer.run(ready, run))
-        outputs = {id(p): (text, None) for p, text in zip(ready, texts)}
-    except Exception as exc:
-        if ready and len(ready) == 1:
-            outputs = {id(ready[0]): (None, f"generation: {type(exc).__name__}: {exc}".splitlines()[0])}
-        else:  # find the sample that fails; the others still get their answers
-            for prepared in ready:
-                outputs.update(_isolated(prepared, run, model))
-    records = []
-    for prepared in batch:
-        prediction, error = outputs.get(id(prepared), (None, prepared.error))
-        request = prepared.request
-        records.append(
-            {
-                "schema_version": SCHEMA_VERSION,
-                "key": request.key,
-                "index": request.index,
-                "question_id": request.question_id,
-                "prompt": request.prompt,
-                "prediction": prediction,
-                "parsed": None,
-                "score": None,
-                "error": error,
-                "fields": request.fields,
-            }
-        )
-    return records
-
-
-def _isolated(prepared: Prepared, run: Any, model: Any) -> dict[int, tuple[str | None, str | None]]:
-    try:
-        return {id(prepared): (model.decode(run([prepared]))[0], None)}
-    except Exception as exc:
-        return {id(prepared): (None, f"generation: {type(exc).__name__}: {exc}".splitlines()[0])}
+    with hooks.phase("score_and_write"):
+        entry = _score_task(task, data, text_rows, indices, keys, question_ids, config, output)
+    return entry, generated
 
 
 def _score_task(

@@ -4,49 +4,29 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from tinyllava_bench.report.runs import CARD_AXES
 from tinyllava_bench.report.tables import TABLE_FORMATS
 
 
-def _write_text(text: str, out: str | None) -> None:
-    if out is None:
-        sys.stdout.write(text)
-        return
-    from tinyllava_bench.engine.store import write_atomic
-
-    path = Path(out)
-    write_atomic(path, text, kept="an earlier file there is left as it was")
-    print(f"wrote {path}", file=sys.stderr)
-
-
 def run_report(args: argparse.Namespace) -> int:
-    from tinyllava_bench.errors import UserError
-    from tinyllava_bench.report.runs import load_runs
-    from tinyllava_bench.report.tables import paper_table, render_table, results_table
+    from tinyllava_bench.api import report
 
-    if args.runs:
-        table = results_table(load_runs(args.runs), paper=args.paper, group_by=args.group_by)
-    elif args.paper:
-        table = paper_table(group_by=args.group_by)
+    result = report(
+        args.runs,
+        paper=args.paper,
+        group_by=args.group_by,
+        format=args.format,
+        out=args.out,
+        plots=args.plots,
+        blind_scores=args.blind_scores,
+    )
+    if result.out is None:
+        sys.stdout.write(result.table)
     else:
-        raise UserError(
-            "give at least one run folder (RUN ...), or --paper alone to print the paper's Table A1"
-        )
-    if args.blind_scores and not args.plots:
-        raise UserError("--blind-scores is drawn on the plots: add --plots DIR")
-    baseline = None
-    if args.blind_scores:
-        from tinyllava_bench.report.plots import read_baseline
-
-        baseline = read_baseline(args.blind_scores)
-    _write_text(render_table(table, args.format), args.out)
-    if args.plots:
-        from tinyllava_bench.report.plots import write_plots
-
-        for path in write_plots(table, args.plots, baseline=baseline):
-            print(f"wrote {path}", file=sys.stderr)
+        print(f"wrote {result.out}", file=sys.stderr)
+    for path in result.plots:
+        print(f"wrote {path}", file=sys.stderr)
     return 0
 
 
@@ -65,22 +45,20 @@ def run_leaderboard(args: argparse.Namespace) -> int:
 
 
 def run_regress(args: argparse.Namespace) -> int:
-    from tinyllava_bench.report.regress import compare_runs, parse_tolerances, render_summary
-    from tinyllava_bench.report.runs import load_run
+    from tinyllava_bench.api import regress
 
-    tolerances = parse_tolerances(args.tolerance or [])
-    report = compare_runs(
-        load_run(args.baseline),
-        load_run(args.current),
-        tolerances=tolerances,
+    result = regress(
+        baseline=args.baseline,
+        current=args.current,
+        tolerance=args.tolerance,
         alpha=args.alpha,
         allow_data_change=args.allow_data_change,
+        out=args.out,
     )
-    summary = render_summary(report)
-    sys.stdout.write(summary)
-    if args.out:
-        _write_text(summary, args.out)
-    return 1 if report.failed else 0
+    sys.stdout.write(result.summary)
+    if result.out is not None:
+        print(f"wrote {result.out}", file=sys.stderr)
+    return result.exit_status
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from tinyllava_bench.errors import EXIT_STATUS_HELP
@@ -68,10 +66,6 @@ def run_tasks(args: argparse.Namespace) -> int:
     return 0
 
 
-def _default_output(predictions: Path, task_name: str) -> Path:
-    return predictions.with_name(f"{predictions.stem}.{task_name}.score.json")
-
-
 def _format_metric(value: Any) -> str:
     return f"{value:.2f}" if isinstance(value, float) else str(value)
 
@@ -103,128 +97,36 @@ def _summary(result: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _refuse_inputs_as_outputs(outputs: list[Path | None], inputs: list[str | Path | None]) -> None:
-    """An --output or --submission that names an input file (predictions, data, test questions) would overwrite
-    it with the score: refuse before anything is read or written."""
-    from tinyllava_bench.errors import UserError
-
-    for output in filter(None, outputs):
-        for source in filter(None, inputs):
-            same = output.exists() and Path(source).exists() and os.path.samefile(output, source)
-            if same or output.resolve() == Path(source).resolve():
-                raise UserError(
-                    f"{output} is an input of this score ({source}); write the score to another file"
-                )
-
-
 def run_score(args: argparse.Namespace) -> int:
-    from tinyllava_bench.errors import UserError, run_phase
-    from tinyllava_bench.tasks.registry import load_task, submission_tasks
+    from tinyllava_bench.api import score
 
-    task = load_task(args.task)
-    predictions_path = Path(args.predictions)
-    output = Path(args.output) if args.output else _default_output(predictions_path, task.name)
-    if args.submission and task.submission is None:
-        raise UserError(
-            f"task {task.name} has no submission format (tasks with one: {', '.join(submission_tasks())})"
-        )
-    if not 0.0 <= args.max_error_rate <= 1.0:
-        raise UserError(f"--max-error-rate is a share between 0 and 1, got {args.max_error_rate}")
-    judge_settings = None
-    if task.judged:
-        from tinyllava_bench.judge import judge_overrides, resolve_judge_settings
-
-        judge_settings = resolve_judge_settings(task, args.protocol, **judge_overrides(args))
-    else:
-        given = [
-            flag
-            for flag in (
-                "judge_model",
-                "judge_temperature",
-                "judge_max_tokens",
-                "judge_retries",
-                "judge_base_url",
-                "judge_cache",
-            )
-            if getattr(args, flag) is not None
-        ]
-        if given:
-            raise UserError(
-                f"task {task.name} has no judge: drop --{given[0].replace('_', '-')} "
-                "(the judge flags apply to mmvet and llava_wild)"
-            )
-    outputs = [output, Path(args.submission) if args.submission else None]
-    _refuse_inputs_as_outputs(outputs, [predictions_path, args.data, args.test_questions])  # a usage error
-    with run_phase():
-        judge = None
-        if judge_settings is not None:
-            # before the data is read: a missing key or an unwritable cache must cost nothing
-            from tinyllava_bench.judge import open_judge_client
-
-            cache = Path(args.judge_cache) if args.judge_cache else output.parent / "judge_cache"
-            judge = open_judge_client(judge_settings, cache)
-        return _score(args, task, predictions_path, output, judge)
-
-
-def _score(args: argparse.Namespace, task: Any, predictions_path: Path, output: Path, judge: Any) -> int:
-    from tinyllava_bench.tasks.data import load_task_data
-    from tinyllava_bench.tasks.data_readers import read_question_ids
-    from tinyllava_bench.tasks.predictions import load_predictions
-    from tinyllava_bench.tasks.scoring import score_predictions, write_score_output
-    from tinyllava_bench.tasks.submission import write_submission
-
-    data = load_task_data(task, args.data, args.data_root, need_images=False, protocol=args.protocol)
-    # the data file --data-root led to is known only now
-    _refuse_inputs_as_outputs(
-        [output, Path(args.submission) if args.submission else None], [data.provenance()["local_path"]]
-    )
-    question_ids = data.question_ids()
-    matched = load_predictions(predictions_path, question_ids, task.name)
-    result = score_predictions(
-        task,
-        data.rows,
-        matched.predictions,
-        args.protocol,
-        judge,
+    result = score(
+        args.task,
+        predictions=args.predictions,
+        data=args.data,
+        data_root=args.data_root,
+        protocol=args.protocol,
+        output=args.output,
         missing_as_wrong=args.missing_as_wrong,
+        judge_model=args.judge_model,
+        judge_temperature=args.judge_temperature,
+        judge_max_tokens=args.judge_max_tokens,
+        judge_retries=args.judge_retries,
+        judge_base_url=args.judge_base_url,
+        judge_cache=args.judge_cache,
+        submission=args.submission,
+        test_questions=args.test_questions,
+        max_error_rate=args.max_error_rate,
     )
-    result["dataset"] = data.provenance()
-    result["predictions_file"] = str(predictions_path)
-    write_score_output(result, output)
-    sys.stdout.write(_summary(result))
-    if len(data) != task.size:
-        print(
-            f"note: the data has {len(data)} rows; the full {task.dataset.split} split has {task.size}",
-            file=sys.stderr,
-        )
-    print(f"wrote {output}")
-    if task.submission is not None:
-        submission_path = (
-            Path(args.submission) if args.submission else output.with_name(f"{output.stem}.submission.json")
-        )
-        all_ids = read_question_ids(args.test_questions) if args.test_questions else None
-        write_submission(task, question_ids, matched.predictions, submission_path, all_ids)
-        print(f"wrote {submission_path} (submission for the official grader)")
-    return _score_exit_status(result, args.max_error_rate)
-
-
-def _score_exit_status(result: Mapping[str, Any], max_error_rate: float) -> int:
-    """3 when rows went without a prediction, without a score or without a judge score (beyond the accepted share)."""
-    from tinyllava_bench.errors import EXIT_INCOMPLETE, EXIT_OK
-
-    n_missing = int(result.get("n_missing") or 0)
-    n_errors = sum(1 for sample in result.get("samples", []) if sample.get("error"))
-    n_judge = int(result.get("n_judge_failures", result.get("judge_failures")) or 0)
-    failed = n_missing + n_errors + n_judge
-    rate = failed / result["n_rows"] if result.get("n_rows") else 0.0
-    if not failed or rate <= max_error_rate:
-        return EXIT_OK
-    print(
-        f"incomplete: {n_missing} row(s) without a prediction, {n_errors} not scored, {n_judge} without a judge "
-        f"score, of {result.get('n_rows')} (exit status 3; --max-error-rate accepts a share of them)",
-        file=sys.stderr,
-    )
-    return EXIT_INCOMPLETE
+    sys.stdout.write(_summary(result.result))
+    for note in result.notes:
+        print(note, file=sys.stderr)
+    print(f"wrote {result.output}")
+    if result.submission is not None:
+        print(f"wrote {result.submission} (submission for the official grader)")
+    if result.message:
+        print(result.message, file=sys.stderr)
+    return result.exit_status
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -124,62 +124,45 @@ def resume_command(argv: list[str] | None = None) -> str:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from tinyllava_bench.errors import UserError, run_phase
+    from tinyllava_bench.api import train
 
-    if not args.variant and not args.config:
-        raise UserError("say which model to train: --variant NAME or --config FILE (see docs/training.md)")
     _configure_logging(quiet=args.quiet)
-    from tinyllava_bench.threads import apply_threads
-    from tinyllava_bench.train.plan import RunOptions, build_plan
-    from tinyllava_bench.train.trainer import run_training
-
-    apply_threads(args.threads)  # before any torch work; training.json records it
-
-    options = RunOptions(
-        output=args.output,
-        data_root=args.data_root,
-        stages=[s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None,
-        max_steps=args.max_steps,
-        per_device_batch_size=args.per_device_batch_size,
-        grad_accum=args.grad_accum,
-        precision=args.precision,
-        gradient_checkpointing=args.gradient_checkpointing,
-        deepspeed=args.deepspeed,
-        seed=args.seed,
-        resume=args.resume,
-        init_from=args.init_from,
-        model_max_length=args.model_max_length,
-        save_steps=args.save_steps,
-        save_total_limit=args.save_total_limit,
-        keep_checkpoints=args.keep_checkpoints,
-        logging_steps=args.logging_steps,
-        dataloader_workers=args.dataloader_workers,
-        **({"preprocess_workers": args.preprocess_workers} if args.preprocess_workers else {}),
-        report_to=args.report_to,
-        # bars only on a terminal: in a log file their redraws are noise (the log lines carry the progress)
-        progress=not (args.no_progress or args.quiet) and sys.stderr.isatty(),
-        keep_eos_text=args.keep_eos_text,
-    )
-    plan = build_plan(args.variant, args.config, options)
-    from transformers.utils import logging as transformers_logging
-
-    if not options.progress:  # transformers' own bars too ("Writing model shards" at every save)
-        transformers_logging.disable_progress_bar()
     try:
-        with run_phase():  # the plan is valid: what fails from here on means the run could not proceed
-            if args.dry_run:
-                from tinyllava_bench.train.dry_run import dry_run
-
-                dry_run(plan, examples=args.examples)
-                return 0
-            folders = run_training(plan)
+        result = train(
+            variant=args.variant,
+            config=args.config,
+            output=args.output,
+            data_root=args.data_root,
+            stages=args.stages,
+            init_from=args.init_from,
+            max_steps=args.max_steps,
+            per_device_batch_size=args.per_device_batch_size,
+            grad_accum=args.grad_accum,
+            precision=args.precision,
+            gradient_checkpointing=args.gradient_checkpointing,
+            deepspeed=args.deepspeed,
+            keep_eos_text=args.keep_eos_text,
+            dry_run=args.dry_run,
+            examples=args.examples,
+            model_max_length=args.model_max_length,
+            seed=args.seed,
+            resume=args.resume,
+            save_steps=args.save_steps,
+            save_total_limit=args.save_total_limit,
+            keep_checkpoints=args.keep_checkpoints,
+            logging_steps=args.logging_steps,
+            dataloader_workers=args.dataloader_workers,
+            preprocess_workers=args.preprocess_workers,
+            report_to=args.report_to,
+            # bars only on a terminal: in a log file their redraws are noise (the log lines carry the progress)
+            progress=not (args.no_progress or args.quiet) and sys.stderr.isatty(),
+            threads=args.threads,
+        )
     except KeyboardInterrupt:
         # the generic message says "rerun the same command", which a started stage refuses without --resume
         print(f"interrupted: continue with {resume_command()}", file=sys.stderr)
         return 130
-    finally:
-        transformers_logging.enable_progress_bar()  # a process's later work (tests, notebooks) keeps its bars
     if int(os.environ.get("RANK", "0")) == 0:
-        for folder in folders:
+        for folder in result.folders:
             print(folder)
-    return 0
+    return result.exit_status

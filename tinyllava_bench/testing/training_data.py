@@ -1,4 +1,4 @@
-"""Demo training data in LLaVA's format: caption pretraining and finetuning in the eval tasks' question styles.
+"""Training data in LLaVA's format (the demo's): caption pretraining and finetuning in the eval tasks' question styles.
 
 Images come from the world's train part, so no demo training image is ever a demo benchmark image.
 """
@@ -12,7 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tinyllava_bench.demo.questions import (
+from tinyllava_bench.testing.datasets import IMAGES_DIR
+from tinyllava_bench.testing.questions import (
     NEGATIVE_SAMPLING,
     arithmetic_question,
     ask,
@@ -21,7 +22,7 @@ from tinyllava_bench.demo.questions import (
     mme_questions,
     read_question,
 )
-from tinyllava_bench.demo.scenes import (
+from tinyllava_bench.testing.scenes import (
     Scene,
     brief_caption,
     detailed_caption,
@@ -31,8 +32,7 @@ from tinyllava_bench.demo.scenes import (
     scene_kind,
     seeded_rng,
 )
-from tinyllava_bench.demo.world import (
-    IMAGES_DIR,
+from tinyllava_bench.testing.task_rows import (
     distinct_questions,
     ocr_tokens,
     random_scene_kind,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Any
 
-from tinyllava_bench.demo.scenes import (
+from tinyllava_bench.testing.scenes import (
     COLORS,
     NUMBER_WORDS,
     POSITIONS,
@@ -266,6 +267,8 @@ def families_for(scene: Scene) -> tuple[str, ...]:
 
 def mme_questions(category: str, scene: Scene, rng: random.Random) -> tuple[QA, QA]:
     """MME's pair for one image: a question answered Yes and one answered No, "Please answer yes or no." at the end."""
+    pair: tuple[str, ...]
+    wrong: Any  # the wrong value asked about: a count, a position, a colour, a word or a sum
     if category == "existence":
         shape = rng.choice(scene.shapes)
         color, kind = absent_object(scene, rng)

@@ -19,11 +19,12 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from tinyllava_bench.cli import main
-from tinyllava_bench.demo import DEMO_TASKS, write_all_tasks, write_task_data, write_training_data
-from tinyllava_bench.demo.scenes import COLORS, IMAGE_SIZES, WORDS, Scene, Shape, sample_scene, seeded_rng
 from tinyllava_bench.errors import UserError
 from tinyllava_bench.tasks.data import load_task_data
 from tinyllava_bench.tasks.prompts import build_question
+from tinyllava_bench.testing.datasets import DEMO_TASKS, write_all_tasks, write_task_data
+from tinyllava_bench.testing.scenes import COLORS, IMAGE_SIZES, WORDS, Scene, Shape, sample_scene, seeded_rng
+from tinyllava_bench.testing.training_data import write_training_data
 
 N = 20
 SCORED_TASKS = ("vqav2", "gqa", "scienceqa_img", "textvqa", "pope", "mme")
@@ -482,8 +483,8 @@ def test_scenes_come_from_fixed_disjoint_eval_and_train_parts() -> None:
 
 
 def test_training_prompts_use_the_task_configs_protocol_strings() -> None:
-    from tinyllava_bench.demo import training_data
     from tinyllava_bench.tasks.registry import load_task
+    from tinyllava_bench.testing import training_data
 
     assert load_task("vqav2").prompt_for("official").suffix == training_data.SHORT_ANSWER_SUFFIX
     assert load_task("mme").prompt_for("official").suffix == training_data.SHORT_ANSWER_SUFFIX
