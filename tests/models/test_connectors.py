@@ -7,12 +7,12 @@ import json
 import pytest
 import torch
 
-from tests.conftest import make_image
 from tinyllava_bench import load_model
 from tinyllava_bench.errors import UserError
 from tinyllava_bench.models.connectors import build_connector
-from tinyllava_bench.models.tiny import build_tiny_model, tiny_vision_config, write_tiny_checkpoints
 from tinyllava_bench.models.vision import VisionTower, square_side
+from tinyllava_bench.testing.images import make_image
+from tinyllava_bench.testing.models import build_tiny_model, tiny_vision_config, write_tiny_checkpoints
 
 
 def test_resampler_weights_keep_factorys_names():
