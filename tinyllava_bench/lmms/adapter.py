@@ -308,7 +308,7 @@ class TinyLlavaBench(lmms):
             progress.update(len(batch))
         progress.close()
         if not _PAIRS_SURVIVE_LMMS_EVAL:
-            return [GenerationResult(text=pair) for pair in results]  # type: ignore[arg-type]
+            return [GenerationResult(text=pair) for pair in results]
         return results
 
     def _scoring_row(
