@@ -220,8 +220,8 @@ class TinyLlavaBench(lmms):
             context, gen_kwargs, doc_to_visual, doc_id, task, split = request.args[:6]
             gen_kwargs = dict(gen_kwargs or {})
             image = self.document_image(doc_to_visual, doc_id, task, split)
-            ids = self.encode_text(self.render_prompt(context, with_image=image is not None))
-            rows.append(_Row(index, ids, image, seed=sample_seed(self.seed, task, doc_id)))
+            prompt_ids = self.encode_text(self.render_prompt(context, with_image=image is not None))
+            rows.append(_Row(index, prompt_ids, image, seed=sample_seed(self.seed, task, doc_id)))
             stops.append(stop_strings(gen_kwargs.get("until")))
             settings.append(self._decoding(task, gen_kwargs))
 
@@ -236,7 +236,8 @@ class TinyLlavaBench(lmms):
                     seeds = tuple(row.seed for row in batch)
                     sampling = Sampling(temperature, seeds, top_k=SAMPLING_TOP_K, top_p=top_p)
                 if has_image:
-                    images = [row.image for row in batch]
+                    # every row of the group has an image (the group key); generate_ids checks the counts match
+                    images = [row.image for row in batch if row.image is not None]
                     token_ids = self._model.generate_ids(
                         images, [""] * len(batch), budget, prompt_ids=ids, sampling=sampling
                     )
@@ -307,7 +308,7 @@ class TinyLlavaBench(lmms):
             progress.update(len(batch))
         progress.close()
         if not _PAIRS_SURVIVE_LMMS_EVAL:
-            return [GenerationResult(text=pair) for pair in results]  # type: ignore[arg-type]
+            return [GenerationResult(text=pair) for pair in results]
         return results
 
     def _scoring_row(

@@ -59,11 +59,12 @@ def score(
     if protocol not in ("official", "lmms-eval"):
         raise ValueError(f"unknown protocol {protocol!r} for ScienceQA; use 'official' or 'lmms-eval'")
     parsed: list[Any] = []
-    scores: list[float | None] = []
+    scores: list[float] = []  # every question is scored
     for row, prediction in zip(rows, predictions, strict=True):
         text = "" if prediction is None else str(prediction)
         answer_index = int(row["answer"])
         n_choices = len(row["choices"])
+        letter: str | None
         if protocol == "official":
             letter = official_parse(text)
             value = 1.0 if official_choice_index(letter, n_choices) == answer_index else 0.0
@@ -72,4 +73,5 @@ def score(
         parsed.append(letter)
         scores.append(value)
     metrics = {"accuracy": 100.0 * sum(scores) / len(scores)} if scores else {}
-    return TaskScore(metrics=metrics, parsed=parsed, scores=scores)
+    # copied as TaskScore's list[float | None] (other scorers leave samples unscored)
+    return TaskScore(metrics=metrics, parsed=parsed, scores=list(scores))

@@ -64,6 +64,28 @@ class PerceiverAttention(nn.Module):
         return self.to_out(out)
 
 
+class _ResamplerLayer(nn.ModuleList):
+    """One (attention, feed-forward) pair; a ModuleList so the weights keep Factory's names `layers.N.0`/`.1`."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__(
+            [
+                PerceiverAttention(dim),
+                nn.Sequential(
+                    nn.LayerNorm(dim),
+                    nn.Linear(dim, dim * 4, bias=False),
+                    nn.GELU(),
+                    nn.Linear(dim * 4, dim, bias=False),
+                ),
+            ]
+        )
+
+    def forward(self, media: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        attention, feed_forward = self[0], self[1]
+        latents = attention(media, latents) + latents
+        return feed_forward(latents) + latents
+
+
 class PerceiverResampler(nn.Module):
     """Factory's `resampler`: project, then `num_layers` × (attention, feed-forward) over `num_queries` latents."""
 
@@ -71,26 +93,12 @@ class PerceiverResampler(nn.Module):
         super().__init__()
         self.latents = nn.Parameter(torch.randn(num_queries, dim))
         self.linear = nn.Linear(vision_hidden, dim)
-        self.layers = nn.ModuleList(
-            nn.ModuleList(
-                [
-                    PerceiverAttention(dim),
-                    nn.Sequential(
-                        nn.LayerNorm(dim),
-                        nn.Linear(dim, dim * 4, bias=False),
-                        nn.GELU(),
-                        nn.Linear(dim * 4, dim, bias=False),
-                    ),
-                ]
-            )
-            for _ in range(num_layers)
-        )
+        self.layers = nn.ModuleList(_ResamplerLayer(dim) for _ in range(num_layers))
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.linear(x)
         latents = self.latents.unsqueeze(0).expand(x.shape[0], -1, -1)
-        for attention, feed_forward in self.layers:
-            latents = attention(x, latents) + latents
-            latents = feed_forward(latents) + latents
+        for layer in self.layers:
+            latents = layer(x, latents)
         return self.norm(latents)

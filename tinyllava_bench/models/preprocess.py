@@ -7,7 +7,7 @@ torchvision backend differs by 1-2 levels per pixel.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 from PIL import Image
@@ -19,6 +19,18 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 SIGLIP_MEAN = (0.5, 0.5, 0.5)
 SIGLIP_STD = (0.5, 0.5, 0.5)
 ASPECTS = ("pad", "square")
+
+
+class _ProcessorArgs(TypedDict):
+    """The arguments both transformers processors (CLIP and SigLIP) take alike."""
+
+    image_mean: list[float]
+    image_std: list[float]
+    resample: int
+    rescale_factor: float
+    do_rescale: bool
+    do_normalize: bool
+    do_convert_rgb: bool
 
 
 def expand_to_square(image: Image.Image, background: tuple[int, ...]) -> Image.Image:
@@ -54,7 +66,7 @@ class ImagePreprocessor:
         self._processor = self._build_processor()
 
     def _build_processor(self) -> Any:
-        common = dict(
+        common = _ProcessorArgs(
             image_mean=list(self.image_mean),
             image_std=list(self.image_std),
             resample=self.resample,
@@ -76,6 +88,14 @@ class ImagePreprocessor:
         from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
 
         return SiglipImageProcessorPil(size=self.size, do_resize=True, **common)
+
+    @property
+    def side(self) -> int:
+        """The side of the square images this preprocessor puts out (CLIP: its crop; SigLIP: its resize)."""
+        side = (self.crop_size or self.size).get("height") or self.size.get("shortest_edge")
+        if side is None:
+            raise UserError(f"image preprocessor size {self.size} names neither a height nor a shortest edge")
+        return side
 
     @property
     def background(self) -> tuple[int, ...]:

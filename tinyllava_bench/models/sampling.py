@@ -52,7 +52,7 @@ class SeededSampler:
         self.sampling = sampling
         self.generators = [torch.Generator(device="cpu").manual_seed(seed) for seed in sampling.seeds]
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         if scores.shape[0] != len(self.generators):
             raise ValueError(f"{scores.shape[0]} rows but {len(self.generators)} seeds")
         probs = warped_probabilities(scores, self.sampling)

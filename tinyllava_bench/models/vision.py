@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -31,6 +32,14 @@ def layers_needed(num_hidden_layers: int, feature_layer: int) -> int:
     return index
 
 
+def square_side(value: int | Sequence[int] | None, what: str) -> int:
+    """A vision config's `image_size` or `patch_size`: its configs allow a pair or None, but transformers' SigLIP
+    and CLIP models (and this tower) take one side of a square."""
+    if not isinstance(value, int):
+        raise UserError(f"the vision tower's {what} is {value!r}; SigLIP and CLIP towers need one number")
+    return value
+
+
 class VisionTower(nn.Module):
     """Runs the first `num_layers` encoder layers and returns their output, optionally without the first token.
 
@@ -48,6 +57,7 @@ class VisionTower(nn.Module):
             )
         self.family = vision_family(config)
         self.select = select
+        self.model: SiglipVisionModel | CLIPVisionModel
         if self.family == "siglip":
             config.vision_use_head = False
             self.model = SiglipVisionModel(config)
@@ -60,8 +70,13 @@ class VisionTower(nn.Module):
         return self.config.hidden_size
 
     @property
+    def image_size(self) -> int:
+        """The side of the square images the tower takes."""
+        return square_side(self.config.image_size, "image_size")
+
+    @property
     def num_tokens(self) -> int:
-        patches = (self.config.image_size // self.config.patch_size) ** 2
+        patches = (self.image_size // square_side(self.config.patch_size, "patch_size")) ** 2
         tokens = patches + (1 if self.family == "clip" else 0)
         return tokens - 1 if self.select == "patch" else tokens
 

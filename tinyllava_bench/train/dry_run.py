@@ -38,9 +38,9 @@ def dry_run(plan: TrainingPlan, examples: int = 16, out: Any = None) -> list[Pat
     if examples < 1:
         raise UserError(f"--examples must be positive, got {examples}")
     sources = stage_sources(plan)
-    first = plan.stages[0]
-    model = initial_model(plan) if sources[first] is None else load_stage_start(sources[first], plan)
-    for line in plan_header(plan, model, sources[first]):
+    first_source = sources[plan.stages[0]]
+    model = initial_model(plan) if first_source is None else load_stage_start(first_source, plan)
+    for line in plan_header(plan, model, first_source):
         print(line, file=out)
     written = []
     for position, name in enumerate(plan.stages, 1):

@@ -55,7 +55,7 @@ def apply_tuning(model: TinyLlava, tunes: dict[str, Tune]) -> None:
             if module == "connector":
                 raise UserError("the connector has no layers to tune partially; use full or frozen")
             layers = count_layers(target)
-            if tune.from_layer >= layers:
+            if tune.first_layer >= layers:
                 raise UserError(
                     f"partial({tune.from_layer}) for the {module}: it has only {layers} layers"
                     + (" up to its feature layer" if module == "vision" else "")
@@ -72,9 +72,9 @@ def _trains(module: str, name: str, tune: Tune) -> bool:
     if tune.kind == "partial":
         index = layer_index(name)
         if module == "vision":
-            return index is not None and index >= tune.from_layer
+            return index is not None and index >= tune.first_layer
         # LLM: decoder layers >= from_layer, plus the final norm and the output head
-        return index >= tune.from_layer if index is not None else not _is_input_embedding(name)
+        return index >= tune.first_layer if index is not None else not _is_input_embedding(name)
     return True
 
 

@@ -15,6 +15,7 @@ from transformers.modeling_outputs import CausalLMOutput
 
 from tinyllava_bench.errors import UserError
 from tinyllava_bench.models.tinyllava import TinyLlava
+from tinyllava_bench.train.dataset import ConversationDataset
 from tinyllava_bench.train.freezing import parameter_groups
 from tinyllava_bench.train.recipes import MODULES, StageRecipe
 from tinyllava_bench.train.sampler import ModalityGroupedSampler, ShuffleSampler
@@ -44,14 +45,14 @@ class TrainingModel(nn.Module):
         self.skipped.extend(skipped or [])
         if not len(input_ids):
             # every sample of the batch was dropped: a zero loss that still reaches every trainable parameter
-            zero = sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0
+            zero = torch.stack([p.sum() for p in self.parameters() if p.requires_grad]).sum() * 0.0
             return CausalLMOutput(loss=zero)
         sizes = lengths.tolist()
         ids = [row[:n] for row, n in zip(input_ids.tolist(), sizes)]
         targets = [row[:n] for row, n in zip(labels.tolist(), sizes)]
         untouched = None
         if pixel_values is None:
-            size = self.model.vision_tower.config.image_size
+            size = self.model.vision_tower.image_size
             blank = torch.zeros(1, 3, size, size, device=input_ids.device)
             untouched = self.model.encode_images(blank).sum() * 0.0
         output = self.model(ids, labels=targets, pixel_values=pixel_values)
@@ -70,6 +71,8 @@ class TinyLlavaTrainer(Trainer):
 
     def _get_train_sampler(self, train_dataset: Any = None) -> torch.utils.data.Sampler:
         dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if not isinstance(dataset, ConversationDataset):
+            raise TypeError(f"TinyLlavaTrainer trains on a ConversationDataset, not {type(dataset).__name__}")
         if self.stage.group_by_modality:
             return ModalityGroupedSampler(
                 dataset.modality_lengths,
@@ -82,10 +85,14 @@ class TinyLlavaTrainer(Trainer):
     def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
         if self.optimizer is None:
             target = model if model is not None else self.model
+            if target is None:
+                raise ValueError("TinyLlavaTrainer has no model to optimise")
             decay = set(self.get_decay_parameter_names(target))
             rates = {module: self.stage.lr_for(module) for module in MODULES}
             groups = parameter_groups(target.named_parameters(), rates, self.args.weight_decay, decay)
-            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, target)
+            # transformers annotates `model` as a PreTrainedModel, but its own create_optimizer passes any
+            # nn.Module (the model is read only by optimizers this project does not offer: GaLore, LOMO, ...)
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, target)  # type: ignore[arg-type]
             self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
         return self.optimizer
 
@@ -101,6 +108,8 @@ class TinyLlavaTrainer(Trainer):
         if not self.args.should_save:
             return
         output_dir = output_dir or self.args.output_dir
+        if output_dir is None:
+            raise ValueError("TinyLlavaTrainer has no folder to save the checkpoint in")
         os.makedirs(output_dir, exist_ok=True)
         state = (
             state_dict if state_dict is not None else self.accelerator.unwrap_model(self.model).state_dict()

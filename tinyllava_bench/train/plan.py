@@ -111,17 +111,28 @@ class TrainingPlan:
     data: dict[str, dict[str, str]] = field(default_factory=dict)  # stage -> {json, images}
 
     @property
+    def seed(self) -> int:
+        """The run's seed: `build_plan` resolves an unset one to the config's, else 42."""
+        if self.options.seed is None:
+            raise ValueError("the plan's seed is unset: make plans with build_plan")
+        return self.options.seed
+
+    @property
     def stages(self) -> list[str]:
         return list(self.options.stages or self.recipe.stage_names)
 
     def data_paths(self, stage: str, data_key: str) -> tuple[Path, Path]:
         """(conversation file, image folder) of `stage`: the config's `data:` entry, else the data-root layout."""
         given = self.data.get(stage, {})
-        root = self.options.data_root
-        if root is None and not (given.get("json") and given.get("images")):
-            raise UserError(f"stage {stage!r} has no data: pass --data-root DIR (see docs/training.md)")
-        json_path = Path(given["json"]) if given.get("json") else _data_file(root, data_key)
-        images = Path(given["images"]) if given.get("images") else root / "images"
+        json_given, images_given = given.get("json"), given.get("images")
+        if json_given and images_given:
+            json_path, images = Path(json_given), Path(images_given)
+        else:
+            root = self.options.data_root
+            if root is None:
+                raise UserError(f"stage {stage!r} has no data: pass --data-root DIR (see docs/training.md)")
+            json_path = Path(json_given) if json_given else _data_file(root, data_key)
+            images = Path(images_given) if images_given else root / "images"
         return json_path.expanduser().absolute(), images.expanduser().absolute()
 
     def to_dict(self) -> dict[str, Any]:

@@ -20,7 +20,7 @@ DEEPSPEED_STAGES = ("zero2", "zero3")
 IMAGE_ASPECTS = ("pad", "square")
 SOURCES = ("paper", "factory")  # whose launch scripts a recipe follows
 # Factory's LoRA defaults (tinyllava/utils/arguments.py)
-LORA_DEFAULTS = {"r": 64, "alpha": 16, "dropout": 0.05}
+LORA_R, LORA_ALPHA, LORA_DROPOUT = 64, 16, 0.05
 
 
 @dataclass(frozen=True)
@@ -29,9 +29,9 @@ class Tune:
 
     kind: str = "frozen"
     from_layer: int | None = None
-    r: int = LORA_DEFAULTS["r"]
-    alpha: int = LORA_DEFAULTS["alpha"]
-    dropout: float = LORA_DEFAULTS["dropout"]
+    r: int = LORA_R
+    alpha: int = LORA_ALPHA
+    dropout: float = LORA_DROPOUT
 
     def __post_init__(self) -> None:
         if self.kind not in TUNE_KINDS:
@@ -42,6 +42,13 @@ class Tune:
     @property
     def trains(self) -> bool:
         return self.kind != "frozen"
+
+    @property
+    def first_layer(self) -> int:
+        """The first layer a partial tune trains."""
+        if self.kind != "partial" or self.from_layer is None:
+            raise ValueError(f"a {self.kind} tune has no first layer")
+        return self.from_layer
 
     def describe(self) -> str:
         if self.kind == "partial":

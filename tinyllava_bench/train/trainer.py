@@ -88,7 +88,7 @@ def initial_model(plan: TrainingPlan) -> TinyLlava:
         max_length=plan.recipe.model_max_length,
         strip_question=spec.strip_question,
         connector_kwargs=spec.connector_kwargs,
-        seed=plan.options.seed,
+        seed=plan.seed,
         name=spec.name,
         trust_remote_code=spec.trust_remote_code,
     )
@@ -219,7 +219,7 @@ def run_stage(
         save_strategy="steps",
         save_steps=options.save_steps,
         save_total_limit=options.save_total_limit,
-        seed=options.seed,
+        seed=plan.seed,
         report_to=options.report_to,
         remove_unused_columns=False,
         dataloader_num_workers=options.dataloader_workers,
@@ -270,7 +270,7 @@ def run_stage(
         data_collator=ConversationCollator(_pad_id(model)),
         callbacks=[LossLog(stage.name), LogAtCheckpoints(), divergence, *callbacks],
         stage=stage,
-        sampler_seed=options.seed,
+        sampler_seed=plan.seed,
     )
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)

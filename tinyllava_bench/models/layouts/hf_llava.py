@@ -44,7 +44,7 @@ SETTINGS_KEY = "tinyllava_bench"
 
 
 def read_hf_llava(folder: Path, source: str, overrides: dict[str, Any], resolve: Any) -> CheckpointParts:
-    from transformers import LlavaForConditionalGeneration
+    from transformers import LlavaForConditionalGeneration, PreTrainedConfig
 
     config = read_config(folder)
     try:
@@ -70,6 +70,8 @@ def read_hf_llava(folder: Path, source: str, overrides: dict[str, Any], resolve:
     del raw
     text_config = hf.config.text_config
     vision_config = hf.config.vision_config
+    if not isinstance(vision_config, PreTrainedConfig):  # LlavaConfig turns config.json's dict into a config
+        raise UserError(f"{source}: the checkpoint's config has no vision_config")
     kind = vision_family(vision_config)
     layer = hf.config.vision_feature_layer
     if isinstance(layer, list):
@@ -200,7 +202,7 @@ def export_hf_llava(model: TinyLlava, folder: Path) -> Path:
         _add_tensor(folder, "lm_head.bias", lm_head_bias)
 
     p = model.preprocessor
-    side = (p.crop_size or p.size).get("height") or p.size.get("shortest_edge")
+    side = p.side
     clip = p.kind == "clip"  # CLIP: shortest edge + centre crop; SigLIP: plain resize to a square
     image_processor = LlavaImageProcessorPil(
         do_pad=model.settings.image_aspect == "pad",

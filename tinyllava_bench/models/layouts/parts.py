@@ -16,6 +16,7 @@ from tinyllava_bench.models.assemble import (
     LLM_PREFIX,
     VISION_PREFIX,
 )
+from tinyllava_bench.models.connectors import PerceiverResampler
 from tinyllava_bench.models.tinyllava import ModelSettings, TinyLlava
 
 # transformers nests a tower's tensors under this name; the model holds them without it
@@ -136,10 +137,10 @@ def vision_dict(model: TinyLlava, extra_layers: int = 0) -> dict[str, Any]:
 
 
 def connector_kwargs(model: TinyLlava) -> dict[str, Any]:
-    latents = getattr(model.connector, "latents", None)
-    if latents is None:
+    connector = model.connector
+    if not isinstance(connector, PerceiverResampler):
         return {}
-    return {"num_queries": latents.shape[0], "num_layers": len(model.connector.layers)}
+    return {"num_queries": connector.latents.shape[0], "num_layers": len(connector.layers)}
 
 
 def hf_processor_config(model: TinyLlava) -> dict[str, Any]:
