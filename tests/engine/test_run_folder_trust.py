@@ -16,9 +16,10 @@ from safetensors.torch import load_file, save_file
 
 from tests.reliability.conftest import eval_argv
 from tinyllava_bench.cli import main
-from tinyllava_bench.engine.store import read_results, write_json_atomic
 from tinyllava_bench.errors import UserError
+from tinyllava_bench.json_files import write_json_atomic
 from tinyllava_bench.paths import REPO_ROOT
+from tinyllava_bench.schema import read_results
 
 
 @pytest.fixture(scope="module")

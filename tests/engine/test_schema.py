@@ -1,4 +1,4 @@
-"""The run folder's typed schema (engine/schema.py): what the engine writes reads back through the models unchanged,
+"""The run folder's typed schema (tinyllava_bench/schema.py): what the engine writes reads back through the models unchanged,
 docs/run_folder.md lists exactly the models' fields and types, a run folder of the previous release still loads, and
 a value of the wrong type is one line naming the file and the field."""
 
@@ -13,17 +13,20 @@ import pytest
 
 from tests.judge_server import JudgeServer
 from tinyllava_bench.cli import main
-from tinyllava_bench.engine.schema import (
+from tinyllava_bench.engine.store import read_samples
+from tinyllava_bench.errors import UserError
+from tinyllava_bench.json_files import json_text, jsonl_line
+from tinyllava_bench.report.runs import load_run, load_samples
+from tinyllava_bench.schema import (
     MODELS,
     Results,
     SampleRecord,
     ScoreOutput,
     field_types,
+    load_results,
     parse,
+    read_results,
 )
-from tinyllava_bench.engine.store import json_text, jsonl_line, load_results, read_results, read_samples
-from tinyllava_bench.errors import UserError
-from tinyllava_bench.report.runs import load_run, load_samples
 
 REPO = Path(__file__).resolve().parents[2]
 OLD_RUN = (

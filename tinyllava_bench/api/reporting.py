@@ -95,7 +95,7 @@ def regress(
 def _write_text(text: str, out: PathLike | None) -> Path | None:
     if out is None:
         return None
-    from tinyllava_bench.engine.store import write_atomic
+    from tinyllava_bench.json_files import write_atomic
 
     path = Path(out)
     write_atomic(path, text, kept="an earlier file there is left as it was")

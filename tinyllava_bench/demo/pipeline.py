@@ -27,8 +27,8 @@ from tinyllava_bench.demo.settings import (
     Variant,
 )
 from tinyllava_bench.demo.training import recipe_stages, train_all
-from tinyllava_bench.engine.store import write_atomic
 from tinyllava_bench.errors import UserError
+from tinyllava_bench.json_files import write_atomic
 
 
 def run_demo(

@@ -13,8 +13,8 @@ from tinyllava_bench.engine.batching import BatchSizer, Prepared, Request
 from tinyllava_bench.engine.distributed import Dist
 from tinyllava_bench.engine.hooks import NO_HOOKS, EvalHooks
 from tinyllava_bench.engine.model_protocol import EvalModel
-from tinyllava_bench.engine.schema import SCHEMA_VERSION, SampleRecord
 from tinyllava_bench.engine.store import SampleWriter
+from tinyllava_bench.schema import SCHEMA_VERSION, SampleRecord
 
 
 def rows_without_images(data: Any) -> list[dict[str, Any]]:

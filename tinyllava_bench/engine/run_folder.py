@@ -11,7 +11,10 @@ from typing import Any
 
 from tinyllava_bench.engine.eval_config import EvalConfig
 from tinyllava_bench.engine.provenance import checkpoint_fingerprint, device_description, tool_provenance
-from tinyllava_bench.engine.schema import (
+from tinyllava_bench.engine.store import results_lock
+from tinyllava_bench.errors import EXIT_INCOMPLETE, EXIT_OK, UserError
+from tinyllava_bench.json_files import write_json_atomic
+from tinyllava_bench.schema import (
     RESULTS_FILE,
     SCHEMA_VERSION,
     ModelCard,
@@ -20,9 +23,8 @@ from tinyllava_bench.engine.schema import (
     Results,
     Summary,
     TaskEntry,
+    load_results,
 )
-from tinyllava_bench.engine.store import load_results, results_lock, write_json_atomic
-from tinyllava_bench.errors import EXIT_INCOMPLETE, EXIT_OK, UserError
 from tinyllava_bench.threads import threads_record
 
 

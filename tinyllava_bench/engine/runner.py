@@ -29,20 +29,16 @@ from tinyllava_bench.engine.run_folder import (
     start_results,
     write_results,
 )
-from tinyllava_bench.engine.schema import (
+from tinyllava_bench.engine.store import make_run_folder, read_samples, task_lock
+from tinyllava_bench.errors import UserError
+from tinyllava_bench.json_files import write_jsonl_atomic
+from tinyllava_bench.schema import (
     DatasetInfo,
     GenerationRecord,
     JudgeRecord,
     SampleRecord,
     TaskEntry,
 )
-from tinyllava_bench.engine.store import (
-    make_run_folder,
-    read_samples,
-    task_lock,
-    write_jsonl_atomic,
-)
-from tinyllava_bench.errors import UserError
 
 
 def samples_path(output: Path, task: str) -> Path:
@@ -74,7 +70,7 @@ def evaluate(
     it); the caller keeps and releases it. `hooks`: told of each phase and batch (engine/hooks.py)."""
     import torch
 
-    from tinyllava_bench import load_model
+    from tinyllava_bench.models.loading import load_model
     from tinyllava_bench.tasks import load_task
     from tinyllava_bench.tasks.registry import expand_tasks
 

@@ -11,11 +11,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tinyllava_bench.errors import UserError
 from tinyllava_bench.paths import model_zoo_dir
-from tinyllava_bench.tasks.registry import paper_columns
 
 
 def _known_benchmarks(scores: dict[str, float]) -> dict[str, float]:
-    # a card's score keys are the paper columns the task YAMLs name (`benchmark.paper_column`)
+    # a card's score keys are the paper columns the task YAMLs name (`benchmark.paper_column`): the one fact the
+    # models layer takes from the task registry
+    from tinyllava_bench.tasks.registry import paper_columns
+
     known = paper_columns()
     unknown = sorted(set(scores) - set(known))
     if unknown:

@@ -11,8 +11,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tinyllava_bench.engine.store import write_atomic
 from tinyllava_bench.errors import UserError
+from tinyllava_bench.json_files import write_atomic
 from tinyllava_bench.report.runs import Run, benchmark_value
 from tinyllava_bench.tasks import registry
 

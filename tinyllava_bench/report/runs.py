@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tinyllava_bench.engine.schema import SCHEMA_VERSION, Results, SampleRecord, TaskEntry, parse
 from tinyllava_bench.errors import UserError
+from tinyllava_bench.schema import SCHEMA_VERSION, Results, SampleRecord, TaskEntry, parse
 from tinyllava_bench.tasks.registry import Benchmark, metric_max, scored_max
 from tinyllava_bench.tasks.registry import headline as registry_headline
 

@@ -226,7 +226,7 @@ def write_view(
     progress: bool = True,
 ) -> tuple[Path, dict[str, Any]]:
     """Build the page and write it atomically; returns its path and the view it shows."""
-    from tinyllava_bench.engine.store import write_atomic
+    from tinyllava_bench.json_files import write_atomic
 
     view = build_view(run_path, compare, data_root, thumbnails, thumbnail_px, progress)
     path = (

@@ -16,7 +16,7 @@ from typing import Any
 
 def embedded_json(data: Any) -> str:
     """JSON that cannot end the <script> element holding it: `</script>` or `<!--` in a prediction stays data."""
-    from tinyllava_bench.engine.store import json_text
+    from tinyllava_bench.json_files import json_text
 
     text = json_text(data, separators=(",", ":"))
     for raw, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):

@@ -141,8 +141,7 @@ def _judge_rows(task: Any) -> list[Difference]:
 
 def run_effects(run_a: Path, run_b: Path, tasks: Sequence[str] | None = None) -> list[Difference]:
     """Headline per task of the same checkpoint under both protocols (one run each), with the delta."""
-    from tinyllava_bench.engine.schema import RESULTS_FILE
-    from tinyllava_bench.engine.store import read_results
+    from tinyllava_bench.schema import RESULTS_FILE, read_results
 
     results = []
     for run in (run_a, run_b):

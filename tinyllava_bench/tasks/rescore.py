@@ -50,7 +50,7 @@ def rescore(
     test_questions: str | Path | None,
 ) -> Rescored:
     """Score `predictions` against `task`'s data and write `output` (and the submission, for a task with one)."""
-    from tinyllava_bench.engine.schema import ScoreOutput
+    from tinyllava_bench.schema import ScoreOutput
     from tinyllava_bench.tasks.data import load_task_data
     from tinyllava_bench.tasks.data_readers import read_question_ids
     from tinyllava_bench.tasks.predictions import load_predictions

@@ -1,7 +1,7 @@
 """Score one task's predictions: place them on the rows, ask the judge where the task needs one, run the scorer.
 
 `score_predictions` is the library entry the `score` verb and the eval engine share; its dict is what
-`score --output` writes, built through `engine.schema.ScoreOutput`.
+`score --output` writes, built through `tinyllava_bench.schema.ScoreOutput`.
 """
 
 from __future__ import annotations
@@ -12,15 +12,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tinyllava_bench.engine.schema import (
+from tinyllava_bench.errors import UserError
+from tinyllava_bench.json_files import write_atomic
+from tinyllava_bench.schema import (
     SCORE_OUTPUT_VERSION,
     JudgeRecord,
     MissingRow,
     ScoredSample,
     ScoreOutput,
 )
-from tinyllava_bench.engine.store import write_atomic
-from tinyllava_bench.errors import UserError
 from tinyllava_bench.tasks.config import TaskConfig
 from tinyllava_bench.tasks.registry import load_task
 

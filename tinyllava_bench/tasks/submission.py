@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tinyllava_bench.engine.store import write_atomic
 from tinyllava_bench.errors import UserError
+from tinyllava_bench.json_files import write_atomic
 from tinyllava_bench.tasks.config import TaskConfig
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tinyllava_bench.engine.store import jsonl_line, write_atomic
 from tinyllava_bench.errors import UserError
+from tinyllava_bench.json_files import jsonl_line, write_atomic
 from tinyllava_bench.models.templates import get_template
 from tinyllava_bench.models.tokenization import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from tinyllava_bench.train.encoding import EncodedRecord, EncodeSettings, encode_record

@@ -399,7 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 1
             return 0
         if updated != text:
-            from tinyllava_bench.engine.store import write_atomic
+            from tinyllava_bench.json_files import write_atomic
 
             write_atomic(args.doc, updated, kept="the doc is unchanged")
         return 0

@@ -19,7 +19,7 @@ from torch import nn
 from transformers import Trainer
 
 from tinyllava_bench import __version__
-from tinyllava_bench.engine.store import write_json_atomic
+from tinyllava_bench.json_files import write_json_atomic
 from tinyllava_bench.models.layouts.native import save_native
 from tinyllava_bench.models.tinyllava import TinyLlava
 from tinyllava_bench.threads import threads_record

@@ -9,6 +9,7 @@ value of the wrong type is refused in one line naming the file and the field.
 
 from __future__ import annotations
 
+import json
 import types
 import typing
 from pathlib import Path
@@ -328,3 +329,46 @@ def type_label(annotation: Any) -> str:
 def field_types(model: type[Record]) -> dict[str, str]:
     """Each field of `model` with its doc label, in order."""
     return {name: type_label(info.annotation) for name, info in model.model_fields.items()}
+
+
+# --- reading results.json --------------------------------------------------------------------------------------
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON file's content, or {} when it does not exist."""
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        raise UserError(f"{path}: not valid JSON; move it away and rerun (samples files are kept)") from None
+
+
+def read_results(path: Path) -> dict[str, Any]:
+    """results.json's content as JSON ({} when there is none), checked as `load_results` checks it."""
+    results = load_results(path)
+    return results.dump() if results is not None else {}
+
+
+def load_results(path: Path) -> Results | None:
+    """results.json as a `Results` (None when there is none), refused in one line when it is not one this tool can use:
+    no schema_version (older than the schema), a newer one, or a field of the wrong type."""
+    data = _read_json(path)
+    if not data and not path.is_file():
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("tasks", {}), dict):
+        raise UserError(
+            f'{path}: not a results file of this tool (it needs an object with a "tasks" object); move it away '
+            "and rerun (samples files are kept)"
+        )
+    version = data.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise UserError(
+            f"{path}: no schema_version; not a results file of this tool — move it away and rerun"
+        )
+    if version > SCHEMA_VERSION:
+        raise UserError(
+            f"{path}: schema_version {version} is newer than this tool reads ({SCHEMA_VERSION}); upgrade "
+            "tinyllava-bench to read it (an eval into it needs another run folder)"
+        )
+    return parse(Results, data, path)
