@@ -45,17 +45,7 @@ _FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 
 # Columns of free text (names from results.json, which anyone can write). A spreadsheet runs a cell that starts
 # with one of _FORMULA_STARTS as a formula, so such text is written with a leading apostrophe (OWASP's advice).
-TEXT_COLUMNS = (
-    "model",
-    "protocol",
-    *MODEL_COLUMNS,
-    "judge_model",
-    "datasets",
-    "tool_version",
-    "git_commit",
-    "checkpoint_fingerprint",
-    "date",
-)
+TEXT_COLUMNS = tuple(c for c in LEADERBOARD_COLUMNS if c not in SCORE_COLUMNS and c not in COUNT_COLUMNS)
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 # The paper's benchmarks scored by an LLM judge (their task YAMLs have a `judge:` block); a row's judge_model

@@ -9,7 +9,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from tinyllava_bench.tasks.config import TaskConfig, apply_overrides
+    from tinyllava_bench.tasks.config import TaskConfig
     from tinyllava_bench.tasks.data import TaskData, dataset_fingerprint, load_task_data, load_task_rows
     from tinyllava_bench.tasks.images import ImageLoadError, load_image
     from tinyllava_bench.tasks.predictions import MatchedPredictions, load_predictions, read_predictions
@@ -17,10 +17,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from tinyllava_bench.tasks.registry import list_tasks, load_task
     from tinyllava_bench.tasks.scoring import score_predictions, write_score_output
     from tinyllava_bench.tasks.submission import build_submission, write_submission
+    from tinyllava_bench.tasks.task_options import apply_overrides
 
 _EXPORTS = {
     "TaskConfig": "config",
-    "apply_overrides": "config",
+    "apply_overrides": "task_options",
     "TaskData": "data",
     "dataset_fingerprint": "data",
     "load_task_data": "data",
