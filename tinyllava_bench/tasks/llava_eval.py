@@ -35,6 +35,16 @@ class LlavaEvalRows:
     counts: dict[str, int] = field(default_factory=dict)  # rows read, dropped, mismatched: loud, never silent
 
 
+@dataclass
+class ReaderRows:
+    """What one reader gives: the rows, the files they come from, and its counts (the images folder and the
+    question set's name are the task's layout's, added by read_llava_eval)."""
+
+    records: list[dict[str, Any]]
+    files: list[Path]
+    counts: dict[str, int] = field(default_factory=dict)
+
+
 def llava_eval_folder(task: TaskConfig, root: Path) -> Path | None:
     """The task's folder under LLaVA's eval folder `root` when its question file is there, else None."""
     layout = task.dataset.llava_eval
@@ -49,10 +59,16 @@ def read_llava_eval(task: TaskConfig, root: Path) -> LlavaEvalRows:
     assert layout is not None
     folder = root / layout.folder
     questions_file = folder / layout.questions
-    rows = _READERS[layout.reader](task, layout, folder, questions_file)
-    if not rows.records:
+    read = _READERS[layout.reader](task, layout, folder, questions_file)
+    if not read.records:
         raise UserError(f"{questions_file} gives no rows for task {task.name}")
-    return rows
+    return LlavaEvalRows(
+        read.records,
+        folder / layout.images,
+        read.files,
+        f"llava_eval:{layout.folder}/{layout.questions}",
+        read.counts,
+    )
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -108,7 +124,7 @@ def _loader_rows(
     return rows
 
 
-def _pope(task: TaskConfig, layout: LlavaEvalConfig, folder: Path, questions_file: Path) -> LlavaEvalRows:
+def _pope(task: TaskConfig, layout: LlavaEvalConfig, folder: Path, questions_file: Path) -> ReaderRows:
     rows = _loader_rows(questions_file, ("category",))
     label_dir = folder / (layout.annotations or "coco")
     if not label_dir.is_dir():
@@ -141,18 +157,10 @@ def _pope(task: TaskConfig, layout: LlavaEvalConfig, folder: Path, questions_fil
         kept.append(dict(row, category=category, answer=label["label"]))
     for category, lines in labels.items():
         counts[f"labels_unused_{category}"] = len(lines) - position[category]
-    return LlavaEvalRows(
-        kept,
-        folder / layout.images,
-        [questions_file, *label_files],
-        f"llava_eval:{layout.folder}/{layout.questions}",
-        counts,
-    )
+    return ReaderRows(kept, [questions_file, *label_files], counts)
 
 
-def _scienceqa(
-    task: TaskConfig, layout: LlavaEvalConfig, folder: Path, questions_file: Path
-) -> LlavaEvalRows:
+def _scienceqa(task: TaskConfig, layout: LlavaEvalConfig, folder: Path, questions_file: Path) -> ReaderRows:
     entries = _read_json(questions_file)
     if not isinstance(entries, list):
         raise UserError(f"{questions_file} must hold a JSON list (LLaVA's llava_test_CQM-A.json)")
@@ -182,16 +190,10 @@ def _scienceqa(
             }
         )
     counts = {"question_rows": len(entries), "image_rows": len(rows)}
-    return LlavaEvalRows(
-        rows,
-        folder / layout.images,
-        [questions_file, problems_file],
-        f"llava_eval:{layout.folder}/{layout.questions}",
-        counts,
-    )
+    return ReaderRows(rows, [questions_file, problems_file], counts)
 
 
-def _gqa(task: TaskConfig, layout: LlavaEvalConfig, folder: Path, questions_file: Path) -> LlavaEvalRows:
+def _gqa(task: TaskConfig, layout: LlavaEvalConfig, folder: Path, questions_file: Path) -> ReaderRows:
     rows = _loader_rows(questions_file)
     answers_file = folder / (layout.annotations or "data/testdev_balanced_questions.json")
     answers = _read_json(answers_file)  # GQA's eval.py reads {question id: {"answer", "imageId", ...}}
@@ -207,12 +209,7 @@ def _gqa(task: TaskConfig, layout: LlavaEvalConfig, folder: Path, questions_file
             imageId=gold.get("imageId"),
             isBalanced=gold.get("isBalanced"),
         )
-    return LlavaEvalRows(
-        rows,
-        folder / layout.images,
-        [questions_file, answers_file],
-        f"llava_eval:{layout.folder}/{layout.questions}",
-    )
+    return ReaderRows(rows, [questions_file, answers_file])
 
 
 def _textvqa_question(prompt: str) -> str:
@@ -225,7 +222,7 @@ def _textvqa_question(prompt: str) -> str:
     raise UserError(f"TextVQA prompt {prompt[:60]!r} has neither of the shapes eval_textvqa.py reads")
 
 
-def _textvqa(task: TaskConfig, layout: LlavaEvalConfig, folder: Path, questions_file: Path) -> LlavaEvalRows:
+def _textvqa(task: TaskConfig, layout: LlavaEvalConfig, folder: Path, questions_file: Path) -> ReaderRows:
     rows = _loader_rows(questions_file)
     annotation_file = folder / (layout.annotations or "TextVQA_0.5.1_val.json")
     data = _read_json(annotation_file)
@@ -236,15 +233,10 @@ def _textvqa(task: TaskConfig, layout: LlavaEvalConfig, folder: Path, questions_
         if annotation is None:
             raise UserError(f"{annotation_file} has no question matching {row['question'][:60]!r}")
         row.update(answers=annotation["answers"], image_id=annotation["image_id"])
-    return LlavaEvalRows(
-        rows,
-        folder / layout.images,
-        [questions_file, annotation_file],
-        f"llava_eval:{layout.folder}/{layout.questions}",
-    )
+    return ReaderRows(rows, [questions_file, annotation_file])
 
 
-def _mmvet(task: TaskConfig, layout: LlavaEvalConfig, folder: Path, questions_file: Path) -> LlavaEvalRows:
+def _mmvet(task: TaskConfig, layout: LlavaEvalConfig, folder: Path, questions_file: Path) -> ReaderRows:
     rows = _loader_rows(questions_file)
     answers_file = folder / (layout.annotations or "mm-vet.json")
     answers = _read_json(answers_file)  # MM-Vet's {"v1_<n>": {"question", "answer", "capability", ...}}
@@ -254,17 +246,10 @@ def _mmvet(task: TaskConfig, layout: LlavaEvalConfig, folder: Path, questions_fi
         if gold is None:
             raise UserError(f"{answers_file} has no {key!r}, which {questions_file.name} asks")
         row.update(answer=gold["answer"], capability=gold["capability"])
-    return LlavaEvalRows(
-        rows,
-        folder / layout.images,
-        [questions_file, answers_file],
-        f"llava_eval:{layout.folder}/{layout.questions}",
-    )
+    return ReaderRows(rows, [questions_file, answers_file])
 
 
-def _llava_wild(
-    task: TaskConfig, layout: LlavaEvalConfig, folder: Path, questions_file: Path
-) -> LlavaEvalRows:
+def _llava_wild(task: TaskConfig, layout: LlavaEvalConfig, folder: Path, questions_file: Path) -> ReaderRows:
     rows = _loader_rows(questions_file, ("category",))
     context_file = folder / "context.jsonl"
     answers_file = folder / (layout.annotations or "answers_gpt4.jsonl")
@@ -277,24 +262,14 @@ def _llava_wild(
         if row["image"] not in captions:
             raise UserError(f"{context_file} has no caption for image {row['image']!r}")
         row.update(caption=captions[row["image"]], gpt_answer=answer["text"])
-    return LlavaEvalRows(
-        rows,
-        folder / layout.images,
-        [questions_file, context_file, answers_file],
-        f"llava_eval:{layout.folder}/{layout.questions}",
-    )
+    return ReaderRows(rows, [questions_file, context_file, answers_file])
 
 
 def _questions_only(
     task: TaskConfig, layout: LlavaEvalConfig, folder: Path, questions_file: Path
-) -> LlavaEvalRows:
+) -> ReaderRows:
     # VQAv2 test-dev: no answers anywhere; the submission file is graded on EvalAI
-    return LlavaEvalRows(
-        _loader_rows(questions_file),
-        folder / layout.images,
-        [questions_file],
-        f"llava_eval:{layout.folder}/{layout.questions}",
-    )
+    return ReaderRows(_loader_rows(questions_file), [questions_file])
 
 
 # MME's answers as LLaVA's playground/data/eval/MME/convert_answer_to_mme.py finds them (haotian-liu/LLaVA
@@ -356,7 +331,7 @@ def _mme_key(
     return (category, file, prompt), two_spaces
 
 
-def _mme(task: TaskConfig, layout: LlavaEvalConfig, folder: Path, questions_file: Path) -> LlavaEvalRows:
+def _mme(task: TaskConfig, layout: LlavaEvalConfig, folder: Path, questions_file: Path) -> ReaderRows:
     rows = _loader_rows(questions_file, optional=("category",))
     gt_dir = folder / (layout.annotations or "MME_Benchmark_release_version")
     if not gt_dir.is_dir():
@@ -396,16 +371,10 @@ def _mme(task: TaskConfig, layout: LlavaEvalConfig, folder: Path, questions_file
         for start in range(0, len(ids), 2)
         if len(ids[start : start + 2]) != 2 or ids[start] != ids[start + 1]
     )
-    return LlavaEvalRows(
-        rows,
-        folder / layout.images,
-        [questions_file, *label_files],
-        f"llava_eval:{layout.folder}/{layout.questions}",
-        counts,
-    )
+    return ReaderRows(rows, [questions_file, *label_files], counts)
 
 
-_READERS: dict[str, Callable[[TaskConfig, LlavaEvalConfig, Path, Path], LlavaEvalRows]] = {
+_READERS: dict[str, Callable[[TaskConfig, LlavaEvalConfig, Path, Path], ReaderRows]] = {
     "pope": _pope,
     "scienceqa": _scienceqa,
     "gqa": _gqa,
