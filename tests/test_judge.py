@@ -12,8 +12,9 @@ import pytest
 
 from tests.judge_server import JudgeServer, chat_completion_body
 from tinyllava_bench.errors import UserError
-from tinyllava_bench.judge import JudgeClient, judge_llava_wild, judge_mmvet
 from tinyllava_bench.judge import client as client_module
+from tinyllava_bench.judge.client import JudgeClient
+from tinyllava_bench.judge.tasks import judge_llava_wild, judge_mmvet
 from tinyllava_bench.paths import PROTOCOL_DIR
 
 API_KEY = "sk-test-SECRET-7f3a9c1e5b"
@@ -504,7 +505,7 @@ def test_llava_wild_review_outside_1_to_10_is_a_failure(tmp_path: Path, review: 
 
 
 def test_judge_settings_retries_are_the_budget(tmp_path: Path) -> None:
-    from tinyllava_bench.judge import resolve_judge_settings
+    from tinyllava_bench.judge.settings import resolve_judge_settings
 
     settings = resolve_judge_settings("llava_wild", "official", retries=0)
     with JudgeServer(reply="n/a") as server:
@@ -676,7 +677,7 @@ def secret_url(server: JudgeServer) -> str:
 
 
 def test_redactor_masks_url_credentials_and_the_key() -> None:
-    from tinyllava_bench.judge import Redactor, redact_url
+    from tinyllava_bench.judge.redaction import Redactor, redact_url
 
     url = f"https://bob:{URL_PASSWORD}@judge.example/v1?api-key={URL_KEY}&v=2"
     redact = Redactor(url, API_KEY)
@@ -719,7 +720,8 @@ def test_score_output_and_console_carry_no_url_credentials(tmp_path, capsys) -> 
     ],
 )
 def test_task_files_carry_each_protocols_judge(task, protocol, expected) -> None:
-    from tinyllava_bench.judge import default_judge_model, resolve_judge_settings
+    from tinyllava_bench.judge.settings import resolve_judge_settings
+    from tinyllava_bench.judge.tasks import default_judge_model
 
     settings = resolve_judge_settings(task, protocol)
     assert (settings.model, settings.temperature, settings.max_tokens, settings.retries) == expected

@@ -93,6 +93,21 @@ def test_importing_the_package_loads_no_torch():
     assert done.stdout.strip() == ""
 
 
+def test_the_cli_builds_its_parser_without_loading_readers_or_the_judge():
+    """Every verb's start-up builds the whole parser: it must not load the run-folder models (pydantic), the task
+    YAMLs, the judge client or the scorers."""
+    code = (
+        "import sys, tinyllava_bench.cli as cli; cli.build_parser(); "
+        "heavy = [m for m in ('pydantic', 'yaml', 'openai', 'tinyllava_bench.schema', 'tinyllava_bench.judge.client', "
+        "'tinyllava_bench.judge.tasks', 'tinyllava_bench.tasks.registry', 'numpy') if m in sys.modules]; "
+        "print(','.join(heavy))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO, env=os.environ
+    )
+    assert done.stdout.strip() == ""
+
+
 def test_load_model(examples):
     model = examples["model"]
     assert type(model).__name__ == "TinyLlava"

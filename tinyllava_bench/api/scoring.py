@@ -63,7 +63,7 @@ def score(
     }
     judge_settings = None
     if spec.judged:
-        from tinyllava_bench.judge import judge_overrides, resolve_judge_settings
+        from tinyllava_bench.judge.settings import judge_overrides, resolve_judge_settings
 
         judge_settings = resolve_judge_settings(
             spec, protocol, **judge_overrides(SimpleNamespace(**judge_flags))
@@ -83,7 +83,7 @@ def score(
         judge = None
         if judge_settings is not None:
             # before the data is read: a missing key or an unwritable cache must cost nothing
-            from tinyllava_bench.judge import open_judge_client
+            from tinyllava_bench.judge.settings import open_judge_client
 
             judge = open_judge_client(
                 judge_settings, Path(judge_cache) if judge_cache else out.parent / "judge_cache"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tinyllava_bench.report.runs import CARD_AXES
+from tinyllava_bench.report import CARD_AXES
 from tinyllava_bench.report.table_render import TABLE_FORMATS
 from tinyllava_bench.report.thumbnails import DEFAULT_THUMBNAIL_PX
 

@@ -12,7 +12,8 @@ from typing import Any
 
 from tinyllava_bench.errors import UserError
 from tinyllava_bench.paths import PAPER_SCORES_CSV
-from tinyllava_bench.report.runs import CARD_AXES, Run
+from tinyllava_bench.report import CARD_AXES
+from tinyllava_bench.report.runs import Run
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tinyllava_bench.errors import UserError
+from tinyllava_bench.report import CARD_AXES
 from tinyllava_bench.schema import SCHEMA_VERSION, Results, SampleRecord, TaskEntry, parse
 from tinyllava_bench.tasks.registry import Benchmark, metric_max, scored_max
 from tinyllava_bench.tasks.registry import headline as registry_headline
@@ -20,9 +21,6 @@ if TYPE_CHECKING:
 
 # The run-folder schema versions this reader understands (docs/run_folder.md).
 SUPPORTED_SCHEMA_VERSIONS = tuple(range(1, SCHEMA_VERSION + 1))
-
-# The model-card keys an ablation view can vary (`report --group-by`).
-CARD_AXES = ("vision", "llm", "recipe", "data", "connector")
 
 
 @dataclass(frozen=True)

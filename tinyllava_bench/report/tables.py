@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from tinyllava_bench.errors import UserError
+from tinyllava_bench.report import CARD_AXES
 from tinyllava_bench.report.paper import PaperRow, load_paper_scores, match_paper_row, paper_table_a1
 from tinyllava_bench.report.runs import (
-    CARD_AXES,
     Benchmark,
     Run,
     TaskResult,

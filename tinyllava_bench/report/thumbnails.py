@@ -15,9 +15,10 @@ import io
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tinyllava_bench.report.runs import Run
+if TYPE_CHECKING:  # only a type here: the CLI imports this module at start-up for its default size
+    from tinyllava_bench.report.runs import Run
 
 DEFAULT_THUMBNAIL_PX = 96
 THUMBNAIL_QUALITY = 70
