@@ -51,14 +51,21 @@ def log_path(output: Path, task: str, dist: Dist) -> Path:
     return output / f"samples_{task}.partial{suffix}.jsonl"
 
 
-def finished_records(output: Path, task: str) -> dict[str, dict[str, Any]]:
-    """Every finished sample of any earlier run in `output`, by key (final file and all ranks' logs)."""
+def sample_records(output: Path, task: str) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """The samples of any earlier run in `output` by key, read once: those with a prediction and those that failed
+    (all ranks' logs, then the final file; a key's first record wins)."""
     done: dict[str, dict[str, Any]] = {}
+    failed: dict[str, dict[str, Any]] = {}
     for path in sorted(output.glob(f"samples_{task}.partial*.jsonl")) + [samples_path(output, task)]:
         for record in read_samples(path):
-            if record.get("key") and record.get("prediction") is not None:
-                done.setdefault(record["key"], record)
-    return done
+            if record.get("key"):
+                (done if record.get("prediction") is not None else failed).setdefault(record["key"], record)
+    return done, failed
+
+
+def finished_records(output: Path, task: str) -> dict[str, dict[str, Any]]:
+    """Every finished sample of any earlier run in `output`, by key (final file and all ranks' logs)."""
+    return sample_records(output, task)[0]
 
 
 def evaluate(
@@ -204,13 +211,7 @@ def _score_task(
 ) -> TaskEntry:
     from tinyllava_bench.tasks import score_predictions, write_submission
 
-    done = finished_records(output, task.name)
-    errors_before = read_samples(samples_path(output, task.name))
-    failed = {r["key"]: r for r in errors_before if r.get("key") and r.get("prediction") is None}
-    for path in output.glob(f"samples_{task.name}.partial*.jsonl"):
-        for record in read_samples(path):
-            if record.get("prediction") is None and record.get("key") not in done:
-                failed[record["key"]] = record
+    done, failed = sample_records(output, task.name)
     records = []
     for i in indices:
         found = done.get(keys[i]) or failed.get(keys[i])
