@@ -194,10 +194,13 @@ def test_eval_with_sharing_equals_without(
     from tinyllava_bench.models.tinyllava import TinyLlava
 
     prefilled: list = []  # (image key, prefix ids) of every prefix prefilled
+    images_per_prefill: list[int] = []
     prefill = TinyLlava._prefill_prefixes
 
     def counted(self, prefixes, keys, images):
-        prefilled.extend(key for key in dict.fromkeys(keys) if key not in prefixes)
+        new = [key for key in dict.fromkeys(keys) if key not in prefixes]
+        prefilled.extend(new)
+        images_per_prefill.append(len({image for image, _ in new}))
         return prefill(self, prefixes, keys, images)
 
     monkeypatch.setattr(TinyLlava, "_prefill_prefixes", counted)
@@ -206,9 +209,14 @@ def test_eval_with_sharing_equals_without(
     off = _eval(checkpoint, data, tmp_path / "off", "--batch-size", "4", "--no-prefix-sharing", *mode)
     assert off["results"]["config"]["prefix_sharing"] is False
     assert prefilled == []
-    for batch_size in ("1", "4"):
+    for batch_size in ("1", "4", "auto"):
+        images_per_prefill.clear()
         on = _eval(checkpoint, data, tmp_path / f"on{batch_size}", "--batch-size", batch_size, *mode)
         assert on["results"]["config"]["prefix_sharing"] is True
+        if (
+            batch_size == "auto"
+        ):  # CPU: up to 8 questions of one picture per chunk, never two pictures' prefills
+            assert max(images_per_prefill) == 1
         # each image asked about more than once and loaded is prefilled exactly once, even at batch size 1:
         # GQA's groups of 7, 2, 6 and 3 (the 4 have no image, the 1s run unshared), and POPE's repeated images
         shared_images = [key for key, _ in prefilled]
@@ -221,6 +229,27 @@ def test_eval_with_sharing_equals_without(
     assert sum(1 for s in gqa if s["error"]) == GROUP_SIZES[MISSING_GROUP]
     assert all(s["error"].startswith("image: no image file") for s in gqa if s["error"])
     assert len({s["prediction"] for s in gqa if s["prediction"] is not None}) > 1
+
+
+def test_cpu_auto_chunks_hold_one_image_each():
+    from tinyllava_bench.engine.batching import CPU_SHARED_CHUNK, BatchSizer
+
+    images = ["a"] * 11 + ["b"] * 2 + [None, None] + ["c"]
+    items = list(range(len(images)))
+
+    def chunks(sizer: BatchSizer) -> list[list[str | None]]:
+        seen: list[list[str | None]] = []
+        sizer.run(
+            items, lambda chunk: seen.append([images[i] for i in chunk]) or chunk, lambda i: images[i] or i
+        )
+        return seen
+
+    shared = chunks(BatchSizer("auto", "cpu", prefix_sharing=True))
+    assert [len(c) for c in shared] == [CPU_SHARED_CHUNK, 11 - CPU_SHARED_CHUNK, 2, 1, 1, 1]
+    assert all(len(set(c)) == 1 for c in shared)
+    assert [len(c) for c in chunks(BatchSizer("auto", "cpu"))] == [1] * len(items)  # unshared: one at a time
+    assert [len(c) for c in chunks(BatchSizer("4", "cpu", prefix_sharing=True))] == [4, 4, 4, 4]  # as asked
+    assert BatchSizer("auto", "cuda", prefix_sharing=True).size == 64
 
 
 def test_ranks_get_whole_image_groups():

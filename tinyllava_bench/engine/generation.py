@@ -105,8 +105,8 @@ def generate(
 
     if not requests:
         return 0
-    sizer = BatchSizer(config.batch_size, config.device)
     share = config.prefix_sharing and model.supports_prefix_sharing
+    sizer = BatchSizer(config.batch_size, config.device, share)
     bar = tqdm(
         total=len(requests),
         desc=task,
@@ -160,7 +160,7 @@ def generate_batch(
 
     outputs: dict[int, tuple[str | None, str | None]] = {}
     try:
-        texts = decode(sizer.run(ready, run))
+        texts = decode(sizer.run(ready, run, _image_of))
         outputs = {id(p): (text, None) for p, text in zip(ready, texts)}
     except Exception as exc:
         if ready and len(ready) == 1:
@@ -190,6 +190,12 @@ def generate_batch(
             ).dump()
         )
     return records
+
+
+def _image_of(prepared: Prepared) -> Any:
+    """The image a sample asks about, for chunks of one image; a sample without an image key stands alone."""
+    key = prepared.request.image_key
+    return id(prepared) if key is None else key
 
 
 def _generation_error(exc: BaseException) -> str:
