@@ -198,3 +198,35 @@ def test_readme_check_fails_when_the_run_contradicts_an_across_seed_claim(
     summary["claims"]["current_wins" if share <= base else "baseline_wins"].append(task)
     problems = readme.contradicted_claims(record, summary)
     assert len(problems) == 1 and task in problems[0]
+
+
+def test_a_rerun_on_other_rounding_is_measured_and_widens_the_tolerance(demo_output: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from tinyllava_bench.demo import readme
+    from tinyllava_bench.errors import UserError
+
+    record = readme.read_record(demo_output)
+    task = readme.summarize_seeds([demo_output])["tasks"][0]
+    rerun = tmp_path / "avx2"
+    shutil.copytree(demo_output, rerun)
+    changed = json.loads((rerun / "demo.json").read_text())
+    changed["provenance"]["cpu_capability"] = "AVX2"  # as `ATEN_CPU_CAPABILITY=avx2` records it
+    base, share = changed["scores"]["demo-base"][task], changed["scores"]["demo-share"][task]
+    # the rerun reverses which recipe wins on `task`, by 3 points more than the gap
+    changed["scores"]["demo-share"][task] = base - (share - base) - 3.0 if share != base else base + 3.0
+    (rerun / "demo.json").write_text(json.dumps(changed))
+
+    summary = readme.summarize_seeds([demo_output], [rerun])
+    moved = abs(changed["scores"]["demo-share"][task] - share)
+    (measured,) = summary["other_rounding"]
+    assert measured["moves"][task] == pytest.approx(moved, abs=0.1)
+    assert summary["tolerance"][task] >= measured["moves"][task]
+    assert measured["path"].startswith("torch's AVX2 kernels") and measured["seed_path"] != measured["path"]
+    assert any(task in problem for problem in measured["contradicted"])
+    block = readme.render_block(record, summary)
+    assert "Measured: seed 0 again on another floating-point path (torch's AVX2 kernels" in block
+    assert "it contradicted: " in block and "reasoning here, not a measurement" not in block
+    assert "reasoning here, not a measurement" in readme.render_block(record, readme.summarize_seeds([demo_output]))
+    with pytest.raises(UserError, match="own floating-point path"):
+        readme.summarize_seeds([demo_output], [demo_output])

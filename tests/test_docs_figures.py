@@ -1,5 +1,6 @@
 """The README's prefix-sharing figures are the committed benchmark results' (benchmarks/prefix_sharing.py writes
-them): a rerun that changes the JSON without the README, or a hand edit of the README, fails here."""
+them), and its description of the demo is the demo's settings: a rerun that changes the JSON without the README, a
+settings change without the README, or a hand edit of the README, fails here."""
 
 from __future__ import annotations
 
@@ -30,3 +31,10 @@ def test_readme_prefix_sharing_figures_are_the_benchmarks():
     )
     assert f"{sharing['pope18']:.1f}× at 18 (POPE-shaped), {sharing['single']:.2f}× at one" in readme
     assert f"**{lmms['gqa30']:.2f}×** (30 per image) and {lmms['pope18']:.2f}× (18 per image)" in readme
+
+
+def test_readme_demo_description_matches_its_settings():
+    from tinyllava_bench.demo.settings import DemoSettings
+
+    readme = " ".join((REPO_ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert f"in their hub column names, {DemoSettings().n_eval:,} questions each;" in readme

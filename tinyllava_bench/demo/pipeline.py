@@ -136,6 +136,8 @@ def _provenance() -> dict[str, Any]:
     """The software and machine the numbers came from (floating point differs between them)."""
     import platform
 
+    import torch
+
     from tinyllava_bench.engine.provenance import tool_provenance
     from tinyllava_bench.threads import available_cpus
 
@@ -146,6 +148,8 @@ def _provenance() -> dict[str, Any]:
         "transformers": record["packages"].get("transformers"),
         "machine": platform.machine(),
         "cpus": available_cpus(),
+        # the vector kernels torch's CPU ops ran (AVX512, AVX2, ...): another set rounds differently
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
 
 

@@ -2,14 +2,17 @@
 
     python -m tinyllava_bench.demo.readme results/demo            # rewrite README.md's block from this run
     python -m tinyllava_bench.demo.readme results/demo --check    # exit 1 when the block differs beyond tolerance
-    python -m tinyllava_bench.demo.readme --seeds S0 S1 S2        # summarise demo runs of several seeds
+    python -m tinyllava_bench.demo.readme --seeds S0 S1 S2 --other-rounding S0_AVX2
+                                       # summarise demo runs of several seeds, and a seed rerun on other rounding
 
 The block holds (1) what the demo printed (ablation table, the blind scale, regress's paired tests), taken from the
 run's `demo.json`, and (2) what held across the seeds measured (`benchmarks/results/demo_seeds.json`): which recipe
 wins where, what regress finds significant, how far each number moved with the seed. The seed-to-seed spread is the
 check's tolerance: another machine's floating point changes a trained model the way another seed does (a different
-trajectory from the first differing rounding on), but keeps the same data and questions, so it should move the
-numbers less than a new seed does. The check also holds a new run to the across-seed claims (a recipe that won in every
+trajectory from the first differing rounding on), but keeps the same data and questions. A run given with
+`--other-rounding` repeats one of the seeds on another floating-point path (e.g. `ATEN_CPU_CAPABILITY=avx2`: the
+kernels of a machine without AVX-512) and measures that: how far it moved each number, whether it bore out every
+claim; the tolerance is the larger of its moves and the seeds' spread. The check also holds a new run to the across-seed claims (a recipe that won in every
 seed must win in it, a change significant in every seed must be significant in it).
 """
 
@@ -70,8 +73,9 @@ def read_record(folder: Path) -> dict[str, Any]:
     return record
 
 
-def summarize_seeds(folders: Sequence[Path]) -> dict[str, Any]:
-    """Per seed: scores, blind scores and regress's tests; and what held in every seed."""
+def summarize_seeds(folders: Sequence[Path], other_rounding: Sequence[Path] = ()) -> dict[str, Any]:
+    """Per seed: scores, blind scores and regress's tests; and what held in every seed. `other_rounding`: runs that
+    repeat one of the seeds on another floating-point path (see `rounding_reruns`)."""
     records = [read_record(folder) for folder in folders]
     seeds = [r["settings"]["seed"] for r in records]
     if len(set(seeds)) != len(seeds):
@@ -90,7 +94,7 @@ def summarize_seeds(folders: Sequence[Path]) -> dict[str, Any]:
         }
         for r in records
     ]
-    return {
+    summary = {
         "baseline": base,
         "current": other,
         "tasks": tasks,
@@ -98,6 +102,64 @@ def summarize_seeds(folders: Sequence[Path]) -> dict[str, Any]:
         "claims": seed_claims(runs, base, other, tasks),
         "tolerance": seed_tolerance(runs, tasks),
     }
+    reruns = rounding_reruns(summary, [read_record(folder) for folder in other_rounding])
+    if reruns:
+        summary["other_rounding"] = reruns
+        for task in tasks:
+            summary["tolerance"][task] = max(
+                [summary["tolerance"][task], *(r["moves"][task] for r in reruns)]
+            )
+    return summary
+
+
+def rounding_path(provenance: dict[str, Any] | None, threads: dict[str, Any]) -> str:
+    """The floating-point path a run took: torch's CPU kernels (capability) and threads per process."""
+    capability = (provenance or {}).get("cpu_capability") or "unrecorded"
+    return f"torch's {capability} kernels, {threads.get('threads', 1)} thread(s) per process"
+
+
+def rounding_reruns(summary: dict[str, Any], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each rerun against the seed run it repeats: its path, how far each score moved (rounded up to a tenth), and
+    the across-seed claims it did not bear out. Refused: a rerun of no summarised seed, or on the same path."""
+    by_seed = {run["seed"]: run for run in summary["runs"]}
+    out = []
+    for record in records:
+        seed = record["settings"]["seed"]
+        if seed not in by_seed:
+            raise UserError(
+                f"an --other-rounding run has seed {seed}, which no --seeds run has; rerun one of those"
+            )
+        first = by_seed[seed]
+        path, seed_path = (
+            rounding_path(record.get("provenance"), record["threads"]),
+            rounding_path(first["provenance"], first["threads"]),
+        )
+        if path == seed_path:
+            raise UserError(
+                f"the --other-rounding run of seed {seed} took the seed run's own floating-point path ({path}); "
+                "rerun it with ATEN_CPU_CAPABILITY=avx2 (or another --threads)"
+            )
+        moves = {
+            task: math.ceil(
+                max(abs(record["scores"][n][task] - first["scores"][n][task]) for n in first["scores"]) * 10
+                - 1e-9
+            )
+            / 10
+            for task in summary["tasks"]
+        }
+        out.append(
+            {
+                "seed": seed,
+                "path": path,
+                "seed_path": seed_path,
+                "scores": record["scores"],
+                "regress": record["regress"],
+                "moves": moves,
+                "contradicted": contradicted_claims(record, summary),
+                "provenance": record.get("provenance"),
+            }
+        )
+    return out
 
 
 def seed_claims(runs: list[dict[str, Any]], base: str, other: str, tasks: list[str]) -> dict[str, list[str]]:
@@ -217,12 +279,34 @@ def render_block(record: dict[str, Any], seeds: dict[str, Any]) -> str:
         "from the new run's by more (a change between two numbers: twice that), when any word differs, or when "
         "the new run contradicts a claim above that held in every seed. Why a seed's spread: another machine's "
         "floating point sends training down another path from its first differing rounding on, as another seed "
-        "does, but keeps the data and the questions, so it should move the numbers less than a new seed does (all "
-        "runs above are from one machine: that part is reasoning, not a measurement). On one machine and torch "
-        "build the demo repeats itself exactly: a second run of seed 0 printed the same numbers.",
+        "does. "
+        + _rounding_sentence(seeds)
+        + " On one machine and torch build the demo repeats itself exactly: a second run of seed 0 printed the "
+        "same numbers.",
         END,
     ]
     return "\n".join(lines)
+
+
+def _rounding_sentence(seeds: dict[str, Any]) -> str:
+    reruns = seeds.get("other_rounding") or []
+    if not reruns:
+        return "That another machine moves the numbers less than a new seed is reasoning here, not a measurement."
+    labels = _labels()
+    parts = []
+    for rerun in reruns:
+        verdict = (
+            "it bore out every claim above"
+            if not rerun["contradicted"]
+            else "it contradicted: " + "; ".join(rerun["contradicted"])
+        )
+        parts.append(
+            f"Measured: seed {rerun['seed']} again on another floating-point path ({rerun['path']}, where the run "
+            f"above took {rerun['seed_path']}) moved each score by up to "
+            + ", ".join(f"{labels[t]} ±{rerun['moves'][t]:.1f}" for t in seeds["tasks"])
+            + f", and {verdict}."
+        )
+    return " ".join(parts)
 
 
 # --- comparing a block with a new run ---------------------------------------------------------------------------
@@ -359,12 +443,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--check", action="store_true", help="compare README's block with the run; exit 1 if off"
     )
     parser.add_argument("--seeds", nargs="+", type=Path, metavar="DIR", help="demo runs of different seeds")
+    parser.add_argument(
+        "--other-rounding",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="DIR",
+        help="with --seeds: demo runs that repeat one of those seeds on another floating-point path "
+        "(e.g. ATEN_CPU_CAPABILITY=avx2 tinyllava-bench demo --seed 0 ...)",
+    )
     parser.add_argument("--readme", type=Path, default=DEFAULT_README)
     parser.add_argument("--seeds-file", type=Path, default=DEFAULT_SEEDS)
     args = parser.parse_args(argv)
     try:
+        if args.other_rounding and not args.seeds:
+            parser.error("--other-rounding needs the --seeds runs it repeats one of")
         if args.seeds:
-            summary = summarize_seeds(args.seeds)
+            summary = summarize_seeds(args.seeds, args.other_rounding)
             args.seeds_file.parent.mkdir(parents=True, exist_ok=True)
             args.seeds_file.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
             print(f"wrote {args.seeds_file}")
