@@ -200,7 +200,9 @@ def test_readme_check_fails_when_the_run_contradicts_an_across_seed_claim(
     assert len(problems) == 1 and task in problems[0]
 
 
-def test_a_rerun_on_other_rounding_is_measured_and_widens_the_tolerance(demo_output: Path, tmp_path: Path) -> None:
+def test_a_rerun_on_other_rounding_is_measured_and_widens_the_tolerance(
+    demo_output: Path, tmp_path: Path
+) -> None:
     import shutil
 
     from tinyllava_bench.demo import readme
@@ -227,6 +229,8 @@ def test_a_rerun_on_other_rounding_is_measured_and_widens_the_tolerance(demo_out
     block = readme.render_block(record, summary)
     assert "Measured: seed 0 again on another floating-point path (torch's AVX2 kernels" in block
     assert "it contradicted: " in block and "reasoning here, not a measurement" not in block
-    assert "reasoning here, not a measurement" in readme.render_block(record, readme.summarize_seeds([demo_output]))
+    assert "reasoning here, not a measurement" in readme.render_block(
+        record, readme.summarize_seeds([demo_output])
+    )
     with pytest.raises(UserError, match="own floating-point path"):
         readme.summarize_seeds([demo_output], [demo_output])

@@ -726,3 +726,12 @@ def test_task_files_carry_each_protocols_judge(task, protocol, expected) -> None
     settings = resolve_judge_settings(task, protocol)
     assert (settings.model, settings.temperature, settings.max_tokens, settings.retries) == expected
     assert default_judge_model(task, protocol) == expected[0]
+
+
+def test_the_task_schema_and_the_judge_name_the_same_judged_scorers():
+    """tasks/config.py (below the judge's layer) requires a `judge:` block for these scorers; judge/tasks.py has a
+    judge for each: a scorer added to one and not the other fails here, not in a user's run."""
+    from tinyllava_bench.judge.tasks import JUDGES_BY_SCORER
+    from tinyllava_bench.tasks.config import JUDGED_SCORERS
+
+    assert set(JUDGED_SCORERS) == set(JUDGES_BY_SCORER)

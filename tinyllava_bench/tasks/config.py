@@ -24,7 +24,7 @@ from tinyllava_bench.metrics import PROTOCOLS, SCORER_MODULES
 from tinyllava_bench.tasks.encoding import not_utf8_error
 
 SUBMISSION_FORMATS = ("vqav2_evalai", "gqa", "mmvet")
-# scorers whose per-sample scores come from an LLM judge
+# scorers whose per-sample scores come from an LLM judge (judge/tasks.py JUDGES_BY_SCORER has one each; a test checks)
 JUDGED_SCORERS = ("mmvet", "llava_wild")
 
 
