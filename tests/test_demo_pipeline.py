@@ -146,6 +146,16 @@ def test_readme_block_is_written_from_the_run_and_the_check_holds(demo_output: P
     assert (demo_output / "ablation.md").read_text().strip() in text  # the table the demo printed
     argv = [str(demo_output), "--readme", str(readme_path), "--seeds-file", str(seeds), "--check"]
     assert readme.main(argv) == 0
+    # the picture under the block is the run's chart, and says which numbers it shows
+    from tinyllava_bench.report.plots import read_plotted_values
+
+    drawn = read_plotted_values(tmp_path / readme.PLOT)
+    scores = json.loads((demo_output / "demo.json").read_text())["scores"]
+    labels = readme._labels()
+    assert drawn == {
+        model: {labels[task]: pytest.approx(value) for task, value in by_task.items()}
+        for model, by_task in scores.items()
+    }
 
 
 def test_readme_check_fails_when_the_block_drifts(demo_output: Path, tmp_path: Path, capsys) -> None:

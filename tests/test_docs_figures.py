@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tinyllava_bench.paths import REPO_ROOT
 
 RESULTS = REPO_ROOT / "benchmarks" / "results"
@@ -37,4 +39,21 @@ def test_readme_demo_description_matches_its_settings():
     from tinyllava_bench.demo.settings import DemoSettings
 
     readme = " ".join((REPO_ROOT / "README.md").read_text(encoding="utf-8").split())
-    assert f"in their hub column names, {DemoSettings().n_eval:,} questions each;" in readme
+    settings = DemoSettings()
+    assert f"in their hub column names, {settings.n_eval:,} questions each;" in readme
+    assert f"(the demo's two runs above: {settings.n_eval * len(settings.tasks):,} samples each," in readme
+
+
+def test_the_readme_demo_picture_shows_the_numbers_of_the_readme_block():
+    """docs/images/demo_benchmarks.png is the seed-0 demo run's chart (`python -m tinyllava_bench.demo.readme` copies
+    it with the block): the values it was drawn from are the seeds file's seed-0 scores."""
+    from tinyllava_bench.demo.readme import DEFAULT_SEEDS, PLOT, _labels
+    from tinyllava_bench.report.plots import read_plotted_values
+
+    seeds = json.loads((REPO_ROOT / DEFAULT_SEEDS).read_text())
+    drawn = read_plotted_values(REPO_ROOT / PLOT)
+    labels = _labels()
+    first = seeds["runs"][0]
+    assert first["seed"] == 0 and set(drawn) == set(first["scores"])
+    for model, scores in first["scores"].items():
+        assert drawn[model] == pytest.approx({labels[task]: value for task, value in scores.items()})

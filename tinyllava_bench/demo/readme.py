@@ -34,6 +34,8 @@ BEGIN = "<!-- demo-block:begin: written by `python -m tinyllava_bench.demo.readm
 END = "<!-- demo-block:end -->"
 DEFAULT_README = Path("README.md")
 DEFAULT_SEEDS = Path("benchmarks") / "results" / "demo_seeds.json"
+# the demo's benchmark chart under the block, relative to the README
+PLOT = Path("docs") / "images" / "demo_benchmarks.png"
 RECORD = "demo.json"
 ALPHA = 0.05
 # a number of this block: a sign, digits, a decimal part, or a p-value's exponent (4e-05)
@@ -419,10 +421,17 @@ def check(folder: Path, readme: Path, seeds_path: Path) -> list[str]:
 
 
 def update(folder: Path, readme: Path, seeds_path: Path) -> None:
+    """The README's block from the run, and the picture below it (the run's benchmark chart, which carries the
+    numbers it was drawn from: `report.plots.read_plotted_values`)."""
+    import shutil
+
     seeds = _read_seeds(seeds_path)
     text = readme.read_text(encoding="utf-8")
     start, end = readme_block(text, readme)
     readme.write_text(text[:start] + render_block(read_record(folder), seeds) + text[end:], encoding="utf-8")
+    picture = readme.parent / PLOT
+    picture.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(Path(folder) / "plots" / "benchmarks.png", picture)
 
 
 def _read_seeds(path: Path) -> dict[str, Any]:
@@ -477,7 +486,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{args.readme}'s demo block holds for {args.demo} (within the stated tolerance)")
             return 0
         update(args.demo, args.readme, args.seeds_file)
-        print(f"rewrote the demo block of {args.readme} from {args.demo}")
+        print(f"rewrote the demo block of {args.readme} and {PLOT} from {args.demo}")
         return 0
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

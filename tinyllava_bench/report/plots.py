@@ -327,24 +327,49 @@ def overview_figure(table: ReportTable) -> Figure:
     return figure
 
 
-def _save(figure: Figure, path: str | Path) -> Path:
+def plotted_values(table: ReportTable) -> str:
+    """The table's values a chart was drawn from (model -> benchmark -> value; blank cells left out), as JSON: saved in the PNG's
+    Description so a picture in the docs can be checked against the numbers beside it (`read_plotted_values`)."""
+    import json
+
+    values = {
+        row.labels["Model"]: {
+            b: row.cells[b].value for b in table.benchmarks if row.cells[b].value is not None
+        }
+        for row in table.rows
+    }
+    return json.dumps(values, allow_nan=False)
+
+
+def read_plotted_values(path: str | Path) -> dict[str, dict[str, float | None]]:
+    """What `plotted_values` saved in a chart written here ({} for a PNG without it)."""
+    import json
+
+    from PIL import Image
+
+    with Image.open(path) as image:
+        text = getattr(image, "text", {}).get("Description")
+    return json.loads(text) if text else {}
+
+
+def _save(figure: Figure, path: str | Path, table: ReportTable) -> Path:
     out = Path(path)
-    figure.savefig(out)
+    figure.savefig(out, metadata={"Description": plotted_values(table)})
     return out
 
 
 def plot_benchmark_bars(
     table: ReportTable, path: str | Path, baseline: Mapping[str, float | None] | None = None
 ) -> Path:
-    return _save(benchmark_bars_figure(table, baseline), path)
+    return _save(benchmark_bars_figure(table, baseline), path, table)
 
 
 def plot_ablation_deltas(table: ReportTable, path: str | Path) -> Path:
-    return _save(ablation_deltas_figure(table), path)
+    return _save(ablation_deltas_figure(table), path, table)
 
 
 def plot_overview(table: ReportTable, path: str | Path) -> Path:
-    return _save(overview_figure(table), path)
+    return _save(overview_figure(table), path, table)
 
 
 def read_baseline(path: str | Path) -> dict[str, float | None]:
