@@ -12,8 +12,9 @@ check's tolerance: another machine's floating point changes a trained model the 
 trajectory from the first differing rounding on), but keeps the same data and questions. A run given with
 `--other-rounding` repeats one of the seeds on another floating-point path (e.g. `ATEN_CPU_CAPABILITY=avx2`: the
 kernels of a machine without AVX-512) and measures that: how far it moved each number, whether it bore out every
-claim; the tolerance is the larger of its moves and the seeds' spread. The check also holds a new run to the across-seed claims (a recipe that won in every
-seed must win in it, a change significant in every seed must be significant in it).
+claim; the tolerance is the larger of its moves and the seeds' spread. The check also holds a new run to the
+across-seed claims (a recipe that won in every seed must win in it, a change significant in every seed must be
+significant in it).
 """
 
 from __future__ import annotations
@@ -141,14 +142,7 @@ def rounding_reruns(summary: dict[str, Any], records: list[dict[str, Any]]) -> l
                 f"the --other-rounding run of seed {seed} took the seed run's own floating-point path ({path}); "
                 "rerun it with ATEN_CPU_CAPABILITY=avx2 (or another --threads)"
             )
-        moves = {
-            task: math.ceil(
-                max(abs(record["scores"][n][task] - first["scores"][n][task]) for n in first["scores"]) * 10
-                - 1e-9
-            )
-            / 10
-            for task in summary["tasks"]
-        }
+        moves = seed_tolerance([first, {"scores": record["scores"]}], summary["tasks"])
         out.append(
             {
                 "seed": seed,
@@ -186,7 +180,7 @@ def seed_claims(runs: list[dict[str, Any]], base: str, other: str, tasks: list[s
 
 
 def seed_tolerance(runs: list[dict[str, Any]], tasks: list[str]) -> dict[str, float]:
-    """Per task: the largest change of any model's score from the first seed's, rounded up to a tenth."""
+    """Per task: the largest change of any model's score from the first run's, rounded up to a tenth."""
     first = runs[0]
     out = {}
     for task in tasks:
@@ -303,8 +297,8 @@ def _rounding_sentence(seeds: dict[str, Any]) -> str:
             else "it contradicted: " + "; ".join(rerun["contradicted"])
         )
         parts.append(
-            f"Measured: seed {rerun['seed']} again on another floating-point path ({rerun['path']}, where the run "
-            f"above took {rerun['seed_path']}) moved each score by up to "
+            f"Measured: seed {rerun['seed']} again on another floating-point path ({rerun['path']}; the seed's run "
+            f"above: {rerun['seed_path']}) moved each score by up to "
             + ", ".join(f"{labels[t]} ±{rerun['moves'][t]:.1f}" for t in seeds["tasks"])
             + f", and {verdict}."
         )

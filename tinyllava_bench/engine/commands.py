@@ -25,7 +25,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--output", default=None, help="run folder (default: results/<model>)")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N rows of each task")
     p.add_argument(
-        "--batch-size", default="auto", help="samples per batch, or auto (halves on out-of-memory)"
+        "--batch-size",
+        default="auto",
+        help="samples per batch, or auto (GPU: 64, halving on out-of-memory; CPU: 1, or with prefix sharing 8 "
+        "questions of one image)",
     )
     p.add_argument("--protocol", choices=("official", "lmms-eval"), default="official")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
