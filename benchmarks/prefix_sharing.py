@@ -367,7 +367,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default={},
         help="rows per shape for every model and runner, e.g. gqa30=60,pope18=54 (default: DEFAULT_ROWS)",
     )
-    parser.add_argument("--batch-size", default="auto", help="eval's --batch-size (auto: 1 on CPU)")
+    parser.add_argument(
+        "--batch-size",
+        default="auto",
+        help="eval's --batch-size (auto on CPU: 8 questions of one image at a time with sharing, else 1)",
+    )
     parser.add_argument("--max-new-tokens", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument(
