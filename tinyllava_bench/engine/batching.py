@@ -144,9 +144,9 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
 
 
-# CPU, auto, prefix sharing: the questions of one picture run 8 at a time on its cached prefix (mid model, 30 per
-# picture: 15% less eval time than one at a time; benchmarks/README.md), but two pictures are never prefilled in
-# one chunk (a batched prefill of 729-token images measured slower on CPU than one after the other)
+# CPU, auto, prefix sharing: the questions of one picture run 8 at a time on its cached prefix (faster than one at a
+# time at 18 and 30 questions per picture: benchmarks/README.md, "Chunks of one image"), but two pictures are never
+# prefilled in one chunk (a batched prefill of 729-token images measured slower on CPU than one after the other)
 CPU_SHARED_CHUNK = 8
 
 

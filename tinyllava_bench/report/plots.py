@@ -328,8 +328,9 @@ def overview_figure(table: ReportTable) -> Figure:
 
 
 def plotted_values(table: ReportTable) -> str:
-    """The table's values a chart was drawn from (model -> benchmark -> value; blank cells left out), as JSON: saved in the PNG's
-    Description so a picture in the docs can be checked against the numbers beside it (`read_plotted_values`)."""
+    """The table's values a chart was drawn from (model -> benchmark -> value; blank cells left out), as JSON:
+    saved in the PNG's Description so a picture in the docs can be checked against the numbers beside it
+    (`read_plotted_values`)."""
     import json
 
     values = {
