@@ -23,14 +23,21 @@ PACKAGE = Path(tinyllava_bench.__file__).parent
 ERROR_CLASSES = ("UserError", "RunError")
 FLAG = re.compile(r"--[a-z][a-z0-9-]*")
 # The demo drives the eval and train code with settings it makes itself (a new folder, its own data, the CPU), so
-# what it can raise to its user are its own modules' messages; the rest of its reach is another verb's code.
-OWN_CODE_ONLY = {"demo": ("tinyllava_bench.demo", "tinyllava_bench.testing")}
+# what it can raise to its user are its own modules' messages; the rest of its reach is another verb's code. So with
+# the demo's README tool: it reads finished demo runs with regress's defaults.
+OWN_CODE_ONLY = {
+    "demo": ("tinyllava_bench.demo", "tinyllava_bench.testing"),
+    "demo.readme": ("tinyllava_bench.demo",),
+}
 
 
 def verb_parsers() -> dict[str, argparse.ArgumentParser]:
+    """The CLI's verbs, and the package's own `python -m` tools under their module's name."""
+    from tinyllava_bench.demo import readme
+
     parser = build_parser()
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return dict(subparsers.choices)
+    return {**subparsers.choices, "demo.readme": readme.build_parser()}
 
 
 def verb_flags(parser: argparse.ArgumentParser) -> set[str]:
@@ -228,7 +235,10 @@ def test_the_message_scan_sees_the_messages_and_the_verbs():
     texts = {m.text for m in error_messages()}
     assert "--group-by {}: choose one of {}" in texts
     parsers = verb_parsers()
-    assert {"eval", "score", "train", "report", "zoo", "demo"} <= set(parsers)
+    assert {"eval", "score", "train", "report", "zoo", "demo", "demo.readme"} <= set(parsers)
+    assert ("tinyllava_bench.demo.readme", "rounding_reruns") in verb_reach(
+        parsers["demo.readme"], "demo.readme"
+    )
     assert "--data-root" in verb_flags(parsers["eval"]) and "--data" not in verb_flags(parsers["eval"])
     loads_data = ("tinyllava_bench.tasks.data", "load_task_data")
     assert loads_data in verb_reach(parsers["eval"], "eval") and loads_data in verb_reach(

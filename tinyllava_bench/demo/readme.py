@@ -140,7 +140,7 @@ def rounding_reruns(summary: dict[str, Any], records: list[dict[str, Any]]) -> l
         if path == seed_path:
             raise UserError(
                 f"the --other-rounding run of seed {seed} took the seed run's own floating-point path ({path}); "
-                "rerun it with ATEN_CPU_CAPABILITY=avx2 (or another --threads)"
+                "rerun it under ATEN_CPU_CAPABILITY=avx2 (or with another `tinyllava-bench demo --threads`)"
             )
         moves = seed_tolerance([first, {"scores": record["scores"]}], summary["tasks"])
         out.append(
@@ -437,7 +437,7 @@ def _read_seeds(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m tinyllava_bench.demo.readme", description=__doc__.split("\n")[0]
     )
@@ -457,6 +457,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--readme", type=Path, default=DEFAULT_README)
     parser.add_argument("--seeds-file", type=Path, default=DEFAULT_SEEDS)
+    parser.set_defaults(func=main)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         if args.other_rounding and not args.seeds:
