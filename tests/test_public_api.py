@@ -81,31 +81,34 @@ def test_the_functions_stay_when_their_namesake_subpackages_load():
     assert plan.RunOptions.__name__ == "RunOptions"
 
 
-def test_importing_the_package_loads_no_torch():
-    code = (
-        "import sys, tinyllava_bench, tinyllava_bench.cli; "
-        "heavy = [m for m in ('torch', 'transformers', 'pandas', 'numpy', 'datasets') if m in sys.modules]; "
-        "print(','.join(heavy))"
-    )
+def _loaded_after(statements: str, modules: tuple[str, ...]) -> list[str]:
+    """Which of `modules` a fresh interpreter has imported after running `statements`."""
+    code = f"import sys; {statements}; print(','.join(m for m in {modules!r} if m in sys.modules))"
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO, env=os.environ
     )
-    assert done.stdout.strip() == ""
+    return [m for m in done.stdout.strip().split(",") if m]
+
+
+def test_importing_the_package_loads_no_torch():
+    heavy = ("torch", "transformers", "pandas", "numpy", "datasets")
+    assert _loaded_after("import tinyllava_bench, tinyllava_bench.cli", heavy) == []
 
 
 def test_the_cli_builds_its_parser_without_loading_readers_or_the_judge():
     """Every verb's start-up builds the whole parser: it must not load the run-folder models (pydantic), the task
     YAMLs, the judge client or the scorers."""
-    code = (
-        "import sys, tinyllava_bench.cli as cli; cli.build_parser(); "
-        "heavy = [m for m in ('pydantic', 'yaml', 'openai', 'tinyllava_bench.schema', 'tinyllava_bench.judge.client', "
-        "'tinyllava_bench.judge.tasks', 'tinyllava_bench.tasks.registry', 'numpy') if m in sys.modules]; "
-        "print(','.join(heavy))"
+    heavy = (
+        "pydantic",
+        "yaml",
+        "openai",
+        "tinyllava_bench.schema",
+        "tinyllava_bench.judge.client",
+        "tinyllava_bench.judge.tasks",
+        "tinyllava_bench.tasks.registry",
+        "numpy",
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO, env=os.environ
-    )
-    assert done.stdout.strip() == ""
+    assert _loaded_after("import tinyllava_bench.cli as cli; cli.build_parser()", heavy) == []
 
 
 def test_load_model(examples):
